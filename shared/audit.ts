@@ -1,0 +1,182 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { AuditConflictError } from './errors';
+
+/**
+ * Key layout of the audit table. The state machine writes the run's final status with the same
+ * layout through `dynamodb:updateItem` (see statemachines/ami-pipeline.asl.yml), so keep both in step.
+ *
+ * | item      | pk                 | sk                          | gsi1 (by resource / run)         | gsi2 (by environment + time)        |
+ * |-----------|--------------------|-----------------------------|----------------------------------|-------------------------------------|
+ * | run       | APP#<appId>        | RUN#<startedAt>#<runId>     | RUN#<runId> / RUN                | ENV#<env> / <startedAt>#RUN#<runId> |
+ * | event     | RUN#<runId>        | EVENT#<at>#<type>           |                                  |                                     |
+ * | resource  | RUN#<runId>        | RESOURCE#<type>#<id>        | RESOURCE#<id> / <at>#<runId>     | ENV#<env> / <at>#RESOURCE#<id>      |
+ * | rejection | REJECTED#<env>     | <receivedAt>#<messageId>    |                                  | ENV#<env> / <at>#REJECTED#<msgId>   |
+ */
+export const auditKeys = {
+  run: (appId: string, startedAt: string, runId: string) => ({
+    pk: `APP#${appId}`,
+    sk: `RUN#${startedAt}#${runId}`,
+  }),
+  runEvents: (runId: string) => `RUN#${runId}`,
+  rejections: (environment: string) => `REJECTED#${environment}`,
+} as const;
+
+export const AUDIT_INDEXES = { byResource: 'byResource', byEnvironment: 'byEnvironment' } as const;
+
+export type RunStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+
+export interface RunStarted {
+  runId: string;
+  appId: string;
+  environment: string;
+  version: string;
+  buildId: string;
+  kind: string;
+  requestedBy: string;
+  executionArn: string;
+  startedAt: string;
+}
+
+export interface RunEvent {
+  runId: string;
+  type: string;
+  at: string;
+  stage: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface ResourceRecord {
+  runId: string;
+  appId: string;
+  environment: string;
+  executionArn: string;
+  buildId: string;
+  version: string;
+  /** e.g. PARAMETER, AMI, SNAPSHOT, KMS_GRANT, LAUNCH_TEMPLATE … */
+  resourceType: string;
+  resourceId: string;
+  createdAt: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface Rejection {
+  environment: string;
+  messageId: string;
+  receivedAt: string;
+  topicArn: string;
+  reason: string;
+  violations: readonly string[];
+  appId?: string | undefined;
+  buildId?: string | undefined;
+  /** SHA-256 of the raw message; the message itself is kept whole in the rejections queue. */
+  messageSha256: string;
+  /** The first bytes of the raw message, enough to recognise it. */
+  excerpt: string;
+  queueMessageId: string;
+}
+
+/**
+ * Append-only writes to the audit table: every put is conditional on the item not existing, and no
+ * code path deletes. A repeated write of the same fact (a Lambda retry) is accepted; a different
+ * fact under the same key is an AuditConflictError.
+ */
+export class AuditRepository {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async recordRunStarted(run: RunStarted): Promise<void> {
+    const key = auditKeys.run(run.appId, run.startedAt, run.runId);
+    await this.putOnce(
+      {
+        ...key,
+        entity: 'RUN',
+        ...run,
+        status: 'RUNNING' satisfies RunStatus,
+        gsi1pk: `RUN#${run.runId}`,
+        gsi1sk: 'RUN',
+        gsi2pk: `ENV#${run.environment}`,
+        gsi2sk: `${run.startedAt}#RUN#${run.runId}`,
+      },
+      (existing) => existing.executionArn === run.executionArn,
+    );
+  }
+
+  async recordEvent(event: RunEvent): Promise<void> {
+    await this.putOnce(
+      {
+        pk: auditKeys.runEvents(event.runId),
+        sk: `EVENT#${event.at}#${event.type}`,
+        entity: 'EVENT',
+        ...event,
+      },
+      () => true,
+    );
+  }
+
+  async recordResource(resource: ResourceRecord): Promise<void> {
+    await this.putOnce(
+      {
+        pk: auditKeys.runEvents(resource.runId),
+        sk: `RESOURCE#${resource.resourceType}#${resource.resourceId}`,
+        entity: 'RESOURCE',
+        ...resource,
+        gsi1pk: `RESOURCE#${resource.resourceId}`,
+        gsi1sk: `${resource.createdAt}#${resource.runId}`,
+        gsi2pk: `ENV#${resource.environment}`,
+        gsi2sk: `${resource.createdAt}#RESOURCE#${resource.resourceId}`,
+      },
+      (existing) => existing.runId === resource.runId,
+    );
+  }
+
+  async recordRejection(rejection: Rejection): Promise<void> {
+    await this.putOnce(
+      {
+        pk: auditKeys.rejections(rejection.environment),
+        sk: `${rejection.receivedAt}#${rejection.messageId}`,
+        entity: 'REJECTION',
+        status: 'REJECTED',
+        ...rejection,
+        gsi2pk: `ENV#${rejection.environment}`,
+        gsi2sk: `${rejection.receivedAt}#REJECTED#${rejection.messageId}`,
+      },
+      () => true,
+    );
+  }
+
+  /** Puts an item that must not exist yet; when it does, `sameFact` decides retry (ok) vs conflict. */
+  private async putOnce(
+    item: Record<string, unknown> & { pk: string; sk: string },
+    sameFact: (existing: Record<string, unknown>) => boolean,
+  ): Promise<void> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      const { Item: existing } = await this.db.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: { pk: item.pk, sk: item.sk },
+          ConsistentRead: true,
+        }),
+      );
+      if (!existing || !sameFact(existing)) {
+        throw new AuditConflictError(
+          `audit item ${item.pk} / ${item.sk} already exists with different content`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+  }
+}

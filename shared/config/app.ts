@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { APP_ID_PATTERN } from '../trigger/message';
+
+const AWS_ACCOUNT_ID = /^\d{12}$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;
+const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1000}$/;
+const LOG_GROUP_NAME = /^[A-Za-z0-9_\-/.#]{1,512}$/;
+const CHEF_RUN_LIST_ITEM = /^(recipe|role)\[[A-Za-z0-9_:.-]+\]$/;
+const TAG_KEY = /^[A-Za-z0-9 _.:/=+@-]{1,128}$/;
+const TAG_VALUE = /^[A-Za-z0-9 _.:/=+@-]{0,256}$/;
+
+/**
+ * The app config written by application teams (`config/apps/*.yml`, or inline in the trigger).
+ * Schema first; platform rules (`config/rules.yml`) are checked on top by `checkRules`.
+ */
+export const appConfigSchema = z.strictObject({
+  schemaVersion: z.literal(1),
+  appId: z.string().regex(APP_ID_PATTERN, `must match ${APP_ID_PATTERN.source}`),
+  owner: z.strictObject({
+    team: z.string().min(1).max(64),
+    email: z.email(),
+  }),
+  /** The application account the AMI is shared with (launch + snapshot permission, KMS grant). */
+  shareWithAccountId: z.string().regex(AWS_ACCOUNT_ID, 'must be a 12-digit AWS account id'),
+  baseImage: z.union([
+    z.strictObject({ amiId: z.string().regex(/^ami-[a-f0-9]{8,17}$/, 'must be an AMI id (ami-…)') }),
+    z.strictObject({
+      ssmParameter: z.string().regex(SSM_PARAMETER_NAME, 'must be an SSM parameter name starting with /'),
+    }),
+  ]),
+  bake: z.strictObject({
+    instanceType: z.string().regex(INSTANCE_TYPE, 'must be an EC2 instance type such as t3.medium'),
+    volumeSizeGiB: z.number().int().min(8).max(1024).default(20),
+    chefRunList: z.array(z.string().regex(CHEF_RUN_LIST_ITEM, 'must be recipe[…] or role[…]')).min(1),
+    /** Node attributes for Chef. May hold sensitive values: the run config is a SecureString. */
+    chefAttributes: z.record(z.string(), z.unknown()).default({}),
+  }),
+  runtime: z
+    .strictObject({
+      instanceType: z.string().regex(INSTANCE_TYPE, 'must be an EC2 instance type such as t3.small'),
+      minSize: z.number().int().min(0),
+      maxSize: z.number().int().min(1),
+      port: z.number().int().min(1).max(65535),
+      healthCheckPath: z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must be an absolute URL path'),
+      healthCheckExpectedStatus: z.number().int().min(200).max(399).default(200),
+    })
+    .refine((r) => r.minSize <= r.maxSize, { error: 'minSize must not exceed maxSize', path: ['minSize'] }),
+  /** AWS services the application may call at run time (checked against the platform's list). */
+  services: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]),
+  inspec: z.strictObject({
+    profiles: z.array(z.string().regex(/^[A-Za-z0-9_.\-/]+$/)).min(1),
+    allowedFailedControls: z.number().int().min(0).default(0),
+  }),
+  logGroups: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(LOG_GROUP_NAME, 'must be a CloudWatch Logs group name'),
+        retentionDays: z.number().int().min(1).optional(),
+      }),
+    )
+    .default([]),
+  tags: z.record(z.string().regex(TAG_KEY), z.string().regex(TAG_VALUE)).default({}),
+});
+
+export type AppConfig = z.infer<typeof appConfigSchema>;

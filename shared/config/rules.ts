@@ -1,0 +1,91 @@
+import path from 'node:path';
+import { z } from 'zod';
+import type { AppConfig } from './app';
+import { configDir, loadYamlFile } from './files';
+
+const environmentRulesSchema = z.strictObject({
+  runtimeInstanceTypes: z.array(z.string()).min(1),
+  asgSize: z.strictObject({ min: z.number().int().min(0), max: z.number().int().min(1) }),
+  maxAllowedFailedControls: z.number().int().min(0),
+});
+
+/** `config/rules.yml`: the platform team's rules every app config must satisfy. */
+export const rulesSchema = z.strictObject({
+  bakeInstanceTypes: z.array(z.string()).min(1),
+  allowedServices: z.array(z.string()).min(1),
+  requiredTags: z.array(z.string()).default([]),
+  /** Allowed values for some tags (e.g. data-classification); tags not listed take any value. */
+  tagValues: z.record(z.string(), z.array(z.string()).min(1)).default({}),
+  minLogRetentionDays: z.number().int().min(1).default(30),
+  environments: z.record(z.string(), environmentRulesSchema),
+});
+
+export type Rules = z.infer<typeof rulesSchema>;
+
+export const loadRules = (dir: string = configDir()): Rules =>
+  loadYamlFile(path.join(dir, 'rules.yml'), rulesSchema);
+
+const list = (values: readonly string[]) => values.join(', ');
+
+/**
+ * Checks an app config against the platform rules for one environment and returns *every*
+ * violation (an empty list means the config is allowed), each naming the field and the rule.
+ */
+export const checkRules = (app: AppConfig, rules: Rules, environment: string): string[] => {
+  const violations: string[] = [];
+  const env = rules.environments[environment];
+  if (!env) {
+    return [
+      `environment: "${environment}" has no rules in config/rules.yml (known: ${list(Object.keys(rules.environments))})`,
+    ];
+  }
+  if (!rules.bakeInstanceTypes.includes(app.bake.instanceType)) {
+    violations.push(
+      `bake.instanceType: ${app.bake.instanceType} is not allowed (allowed: ${list(rules.bakeInstanceTypes)})`,
+    );
+  }
+  if (!env.runtimeInstanceTypes.includes(app.runtime.instanceType)) {
+    violations.push(
+      `runtime.instanceType: ${app.runtime.instanceType} is not allowed in ${environment} (allowed: ${list(env.runtimeInstanceTypes)})`,
+    );
+  }
+  if (app.runtime.minSize < env.asgSize.min) {
+    violations.push(
+      `runtime.minSize: ${app.runtime.minSize} is below the ${environment} minimum of ${env.asgSize.min}`,
+    );
+  }
+  if (app.runtime.maxSize > env.asgSize.max) {
+    violations.push(
+      `runtime.maxSize: ${app.runtime.maxSize} is above the ${environment} maximum of ${env.asgSize.max}`,
+    );
+  }
+  app.services.forEach((service, i) => {
+    if (!rules.allowedServices.includes(service)) {
+      violations.push(
+        `services[${i}]: ${service} is not an allowed AWS service (allowed: ${list(rules.allowedServices)})`,
+      );
+    }
+  });
+  for (const tag of rules.requiredTags) {
+    if (!(tag in app.tags)) violations.push(`tags.${tag}: is required by platform rules`);
+  }
+  for (const [tag, allowed] of Object.entries(rules.tagValues)) {
+    const value = app.tags[tag];
+    if (value !== undefined && !allowed.includes(value)) {
+      violations.push(`tags.${tag}: "${value}" is not allowed (allowed: ${list(allowed)})`);
+    }
+  }
+  if (app.inspec.allowedFailedControls > env.maxAllowedFailedControls) {
+    violations.push(
+      `inspec.allowedFailedControls: ${app.inspec.allowedFailedControls} exceeds the ${environment} limit of ${env.maxAllowedFailedControls}`,
+    );
+  }
+  app.logGroups.forEach((group, i) => {
+    if (group.retentionDays !== undefined && group.retentionDays < rules.minLogRetentionDays) {
+      violations.push(
+        `logGroups[${i}].retentionDays: ${group.retentionDays} is below the platform minimum of ${rules.minLogRetentionDays}`,
+      );
+    }
+  });
+  return violations;
+};

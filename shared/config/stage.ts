@@ -1,0 +1,53 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { configDir, loadYamlFile } from './files';
+
+export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
+
+/** `config/<stage>.yml`: everything that differs between environments. */
+export const stageConfigSchema = z.strictObject({
+  stage: z.string().regex(STAGE_PATTERN, `must match ${STAGE_PATTERN.source}`),
+  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
+  logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
+  /** Retention of every log group the stack makes (must be a value CloudWatch Logs accepts). */
+  logRetentionDays: z.union(
+    [
+      1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    ].map((d) => z.literal(d)) as unknown as [z.ZodLiteral<number>, z.ZodLiteral<number>],
+  ),
+  kms: z.strictObject({
+    /** Waiting period before a scheduled key deletion takes effect. */
+    pendingWindowDays: z.number().int().min(7).max(30).default(30),
+  }),
+  trigger: z.strictObject({
+    /** Largest trigger message accepted (bytes, UTF-8). */
+    maxMessageBytes: z.number().int().min(1024).max(262144).default(65536),
+  }),
+  lock: z.strictObject({
+    /** A lock older than this is treated as abandoned (its run died); DynamoDB TTL removes it too. */
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(600)
+      .max(7 * 24 * 3600)
+      .default(86400),
+  }),
+  stateMachine: z.strictObject({
+    logLevel: z.enum(['ERROR', 'ALL']).default('ERROR'),
+  }),
+  audit: z.strictObject({
+    /** Deletion protection on the audit table; keep it on wherever auditors rely on the table. */
+    deletionProtection: z.boolean().default(true),
+  }),
+});
+
+export type StageConfig = z.infer<typeof stageConfigSchema>;
+
+/** Loads and validates `config/<stage>.yml`; the file's `stage` must match its name. */
+export const loadStageConfig = (stage: string, dir: string = configDir()): StageConfig => {
+  const config = loadYamlFile(path.join(dir, `${stage}.yml`), stageConfigSchema);
+  if (config.stage !== stage) {
+    throw new Error(`config/${stage}.yml declares stage "${config.stage}"; it must be "${stage}"`);
+  }
+  return config;
+};

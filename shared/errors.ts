@@ -1,0 +1,63 @@
+/**
+ * Domain errors. Every class sets a *literal* `name` ending in `Error`: the state machine matches
+ * `ErrorEquals` on it, and esbuild's minifier renames classes, so `this.constructor.name` would not do.
+ */
+export abstract class PipelineError extends Error {
+  abstract override readonly name: string;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A required environment variable or configuration file is missing or invalid (fails at cold start). */
+export class ConfigurationError extends PipelineError {
+  override readonly name = 'ConfigurationError';
+}
+
+/** The app config does not parse, does not match its schema, or breaks platform rules. */
+export class AppConfigInvalidError extends PipelineError {
+  override readonly name = 'AppConfigInvalidError';
+
+  constructor(
+    readonly violations: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(`app config rejected (${violations.length} violation(s)): ${violations.join('; ')}`, options);
+  }
+}
+
+/** The app config named by the trigger message could not be read. */
+export class AppConfigNotFoundError extends PipelineError {
+  override readonly name = 'AppConfigNotFoundError';
+}
+
+/** The merged run config is larger than an advanced-tier SSM parameter can hold. */
+export class RunConfigTooLargeError extends PipelineError {
+  override readonly name = 'RunConfigTooLargeError';
+}
+
+/** Another execution holds the app+environment lock; the state machine retries, then gives up. */
+export class LockHeldError extends PipelineError {
+  override readonly name = 'LockHeldError';
+}
+
+/** An audit write conflicts with what the table already holds (append-only guard). */
+export class AuditConflictError extends PipelineError {
+  override readonly name = 'AuditConflictError';
+}
+
+/** The handler's input does not match its contract (a state-machine wiring bug, not user input). */
+export class InvalidTaskInputError extends PipelineError {
+  override readonly name = 'InvalidTaskInputError';
+}
+
+/** Narrows an unknown thrown value to something with a name and message. */
+export const errorName = (err: unknown): string =>
+  err instanceof Error
+    ? err.name
+    : typeof err === 'object' && err && 'name' in err
+      ? String(err.name)
+      : 'Error';
+
+export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));

@@ -1,0 +1,30 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { Context } from 'aws-lambda';
+
+/** One logger for every worker; POWERTOOLS_LOG_LEVEL and POWERTOOLS_SERVICE_NAME come from the function's env. */
+export const logger = new Logger({ serviceName: 'ami-pipeline' });
+
+/** Identifiers every log line of a run carries, so one run can be followed across workers. */
+export interface RunLogKeys {
+  runId?: string | undefined;
+  appId?: string | undefined;
+  executionArn?: string | undefined;
+}
+
+/**
+ * Runs `fn` with the Lambda context and the run's identifiers on every log line, and clears them
+ * afterwards so a warm container never leaks one run's keys into the next invocation.
+ */
+export const withLogContext = async <T>(
+  context: Context | undefined,
+  keys: RunLogKeys,
+  fn: () => Promise<T>,
+): Promise<T> => {
+  if (context) logger.addContext(context);
+  logger.appendKeys({ ...keys });
+  try {
+    return await fn();
+  } finally {
+    logger.resetKeys();
+  }
+};

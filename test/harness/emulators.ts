@@ -1,0 +1,54 @@
+import type { AddressInfo } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import dynalite from 'dynalite';
+import S3rver from 's3rver';
+
+export interface Emulators {
+  dynamodbEndpoint: string;
+  s3Endpoint: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts dynalite (DynamoDB) and s3rver (S3) in this process, on 127.0.0.1 and random ports.
+ * With `stateDir` both keep their data on disk (so `--local` tools can read the last run);
+ * without it DynamoDB is in memory and S3 uses a throwaway folder.
+ */
+export const startEmulators = async (options: {
+  stateDir?: string;
+  scratchDir: string;
+}): Promise<Emulators> => {
+  const dynamoPath = options.stateDir ? path.join(options.stateDir, 'dynamodb') : undefined;
+  const s3Dir = path.join(options.stateDir ?? options.scratchDir, 's3');
+  if (dynamoPath) mkdirSync(dynamoPath, { recursive: true });
+  mkdirSync(s3Dir, { recursive: true });
+
+  const dynamo = dynalite({
+    ...(dynamoPath ? { path: dynamoPath } : {}),
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  await new Promise<void>((resolve, reject) => {
+    dynamo.once('error', reject);
+    dynamo.listen(0, '127.0.0.1', () => resolve());
+  });
+  const dynamoPort = (dynamo.address() as AddressInfo).port;
+
+  const s3 = new S3rver({ address: '127.0.0.1', port: 0, directory: s3Dir, silent: true });
+  const s3Address = await s3.run();
+
+  return {
+    dynamodbEndpoint: `http://127.0.0.1:${dynamoPort}`,
+    s3Endpoint: `http://127.0.0.1:${s3Address.port}`,
+    async stop() {
+      await s3.close();
+      await new Promise<void>((resolve) => {
+        dynamo.close(() => resolve());
+        // Keep-alive sockets from SDK clients would hold close() open.
+        (dynamo as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+    },
+  };
+};

@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Context } from 'aws-lambda';
+import { REPO_ROOT, type FunctionDefinition } from './template';
+
+type Handler = (event: unknown, context: Context) => Promise<unknown>;
+
+/**
+ * How Step Functions and Lambda surface a function error: the error name is the thrown error's
+ * `name` (errorType) and the cause is the JSON Lambda reports.
+ */
+export class LambdaFunctionError extends Error {
+  constructor(errorType: string, errorMessage: string, stack: string | undefined) {
+    super(
+      JSON.stringify({
+        errorType,
+        errorMessage,
+        stackTrace: (stack ?? '')
+          .split('\n')
+          .slice(1, 6)
+          .map((l) => l.trim()),
+      }),
+    );
+    this.name = errorType;
+  }
+}
+
+export interface Invocation {
+  functionKey: string;
+  payload: unknown;
+  startedAt: number;
+  durationMs: number;
+  error?: string;
+}
+
+/** Runs the real handlers the way Lambda would: JSON in, JSON out, a context, a timeout. */
+export class LambdaRuntime {
+  private readonly handlers = new Map<string, { def: FunctionDefinition; handler: Handler }>();
+  readonly invocations: Invocation[] = [];
+
+  /** Imports every handler module; call after the environment is set (handlers read it at load). */
+  async load(functions: FunctionDefinition[], arnOf: (key: string) => string): Promise<void> {
+    for (const def of functions) {
+      const mod = (await import(path.join(REPO_ROOT, def.modulePath))) as Record<string, unknown>;
+      const handler = mod[def.exportName];
+      if (typeof handler !== 'function')
+        throw new Error(`${def.modulePath} does not export ${def.exportName}`);
+      const entry = { def, handler: handler as Handler };
+      this.handlers.set(def.key, entry);
+      this.handlers.set(arnOf(def.key), entry);
+    }
+  }
+
+  definition(keyOrArn: string): FunctionDefinition {
+    return this.entry(keyOrArn).def;
+  }
+
+  async invoke(keyOrArn: string, payload: unknown): Promise<unknown> {
+    const { def, handler } = this.entry(keyOrArn);
+    const event: unknown = JSON.parse(JSON.stringify(payload ?? null));
+    const startedAt = Date.now();
+    const requestId = randomUUID();
+    const deadline = startedAt + def.timeoutSeconds * 1000;
+    const context = {
+      functionName: def.key,
+      functionVersion: '$LATEST',
+      invokedFunctionArn: keyOrArn,
+      memoryLimitInMB: '256',
+      awsRequestId: requestId,
+      logGroupName: `/aws/lambda/${def.key}`,
+      logStreamName: 'local',
+      callbackWaitsForEmptyEventLoop: true,
+      getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+      done: () => undefined,
+      fail: () => undefined,
+      succeed: () => undefined,
+    } satisfies Context;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        handler(event, context),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new LambdaFunctionError(
+                  'Sandbox.Timedout',
+                  `Task timed out after ${def.timeoutSeconds} seconds`,
+                  undefined,
+                ),
+              ),
+            def.timeoutSeconds * 1000,
+          );
+        }),
+      ]);
+      this.invocations.push({
+        functionKey: def.key,
+        payload: event,
+        startedAt,
+        durationMs: Date.now() - startedAt,
+      });
+      return JSON.parse(JSON.stringify(result ?? null)) as unknown;
+    } catch (err) {
+      const error =
+        err instanceof LambdaFunctionError
+          ? err
+          : err instanceof Error
+            ? new LambdaFunctionError(err.name, err.message, err.stack)
+            : new LambdaFunctionError('Error', String(err), undefined);
+      this.invocations.push({
+        functionKey: def.key,
+        payload: event,
+        startedAt,
+        durationMs: Date.now() - startedAt,
+        error: error.name,
+      });
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private entry(keyOrArn: string) {
+    const entry = this.handlers.get(keyOrArn);
+    if (!entry) throw new Error(`no local function for ${keyOrArn}`);
+    return entry;
+  }
+}

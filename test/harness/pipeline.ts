@@ -1,0 +1,361 @@
+import './polyfills';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  AddTagsToResourceCommand,
+  GetParameterCommand,
+  PutParameterCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import type { SNSEvent } from 'aws-lambda';
+import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
+import { auditKeys, AUDIT_INDEXES } from '../../shared/audit';
+import { loadStageConfig } from '../../shared/config/stage';
+import { startEmulators, type Emulators } from './emulators';
+import { LambdaRuntime } from './lambda';
+import { KmsSim } from './sim/kms';
+import { StepFunctionsSim, type ExecutionRecord, type TaskHook } from './sim/sfn';
+import { SnsSim, type PublishedMessage } from './sim/sns';
+import { ParameterStoreSim } from './sim/ssm';
+import { SqsSim } from './sim/sqs';
+import { LocalTemplate, REPO_ROOT } from './template';
+
+export interface LocalPipelineOptions {
+  stage?: string;
+  /** Keep DynamoDB and S3 data here between runs (npm start); omitted: in memory / throwaway. */
+  stateDir?: string;
+  /** Pause before each Retry in ms (default 0). */
+  retryIntervalMs?: number;
+  retryIntervalOverrides?: Record<string, number>;
+  beforeTask?: TaskHook;
+  /** Powertools log level for the handlers (default SILENT: the harness prints its own progress). */
+  logLevel?: string;
+}
+
+type AnyStub = Pick<AwsStub<object, { $metadata: object }, object>, 'restore'>;
+
+/**
+ * The whole pipeline in one process: the real state machine definition and the real handlers,
+ * DynamoDB and S3 emulated over loopback HTTP (dynalite, s3rver), and in-process stand-ins with
+ * state for what neither emulates (Parameter Store with KMS, SNS, SQS, Step Functions). The
+ * handlers' own SDK clients reach the stand-ins through aws-sdk-client-mock, and reach dynalite and
+ * s3rver through AWS_ENDPOINT_URL_*, exactly as they would any AWS-compatible endpoint.
+ *
+ * Adding a stage means adding its handler (found through functions/*\/function.yml) and, for a new
+ * AWS service, a stand-in under sim/ wired in `routeClients`.
+ */
+export class LocalPipeline {
+  readonly kms = new KmsSim();
+  readonly ssm = new ParameterStoreSim(this.kms);
+  readonly sqs = new SqsSim();
+  readonly sns = new SnsSim();
+  readonly lambda = new LambdaRuntime();
+  readonly sfn: StepFunctionsSim;
+  readonly db: DynamoDBDocumentClient;
+  readonly s3: S3Client;
+  private readonly stubs: AnyStub[] = [];
+
+  private constructor(
+    readonly template: LocalTemplate,
+    private readonly emulators: Emulators,
+    private readonly rawDb: DynamoDBClient,
+    private readonly restoreEnv: () => void,
+    private readonly scratchDir: string,
+    options: LocalPipelineOptions,
+  ) {
+    this.db = DynamoDBDocumentClient.from(rawDb, { marshallOptions: { removeUndefinedValues: true } });
+    this.s3 = new S3Client({ forcePathStyle: true });
+    this.sfn = new StepFunctionsSim({
+      stateMachineArn: template.resource('AmiPipelineStateMachine').ref,
+      definition: template.stateMachineDefinition() as never,
+      lambda: this.lambda,
+      dynamodb: rawDb,
+      sns: this.sns,
+      retryIntervalMs: options.retryIntervalMs ?? 0,
+      ...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
+      ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
+    });
+  }
+
+  static async start(options: LocalPipelineOptions = {}): Promise<LocalPipeline> {
+    const stage = loadStageConfig(options.stage ?? 'dev', path.join(REPO_ROOT, 'config'));
+    const template = new LocalTemplate(stage);
+    const scratchDir = mkdtempSync(path.join(tmpdir(), 'ami-pipeline-'));
+    const emulators = await startEmulators({
+      scratchDir,
+      ...(options.stateDir ? { stateDir: options.stateDir } : {}),
+    });
+
+    // Handlers read their environment at module load: set it (as function.yml declares it,
+    // resolved to local names) before they are imported.
+    const functions = template.functions();
+    const env: Record<string, string> = {
+      AWS_REGION: stage.region,
+      AWS_DEFAULT_REGION: stage.region,
+      // s3rver accepts only these credentials; dynalite accepts any.
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbEndpoint,
+      AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
+      AWS_S3_FORCE_PATH_STYLE: 'true',
+      // s3rver stores aws-chunked bodies verbatim: only send checksums when an API requires them.
+      AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+      AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+      CONFIG_DIR: path.join(REPO_ROOT, 'config'),
+      POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'SILENT',
+      POWERTOOLS_DEV: 'true',
+    };
+    for (const fn of functions) {
+      for (const [name, value] of Object.entries(fn.environment)) {
+        if (name === 'POWERTOOLS_LOG_LEVEL' || name === 'NODE_OPTIONS') continue;
+        if (
+          env[name] !== undefined &&
+          env[name] !== value &&
+          !(name in process.env && env[name] === process.env[name])
+        ) {
+          throw new Error(
+            `functions disagree on ${name} (${env[name]} vs ${value}); the harness shares one process env`,
+          );
+        }
+        env[name] = value;
+      }
+    }
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    const restoreEnv = () => {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    };
+
+    const rawDb = new DynamoDBClient({});
+    const pipeline = new LocalPipeline(template, emulators, rawDb, restoreEnv, scratchDir, options);
+    try {
+      await pipeline.provision();
+      pipeline.routeClients();
+      await pipeline.lambda.load(functions, (key) => template.resource(key).arn);
+      pipeline.subscribeTrigger();
+    } catch (err) {
+      await pipeline.stop();
+      throw err;
+    }
+    return pipeline;
+  }
+
+  name(logicalId: string): string {
+    return this.template.resource(logicalId).ref;
+  }
+
+  /** Publishes a trigger message as Jenkins would (an object is sent as JSON, a string as is). */
+  publishTrigger(message: unknown): PublishedMessage {
+    const body = typeof message === 'string' ? message : JSON.stringify(message);
+    this.sns.publish({ TopicArn: this.name('TriggerTopic'), Message: body });
+    const published = this.sns.messages(this.name('TriggerTopic')).at(-1);
+    if (!published) throw new Error('publish did not record a message');
+    return published;
+  }
+
+  /** Waits until every delivery and every execution started so far has finished. */
+  async settle(): Promise<ExecutionRecord[]> {
+    for (;;) {
+      await this.sns.idle();
+      await this.sfn.idle();
+      if (this.sfn.list().every((e) => e.status !== 'RUNNING')) break;
+    }
+    return this.sfn.list();
+  }
+
+  /** Names of the states an execution entered, in order. */
+  path(executionArn: string): string[] {
+    return this.sfn
+      .get(executionArn)
+      .events.filter((e) => e.type === 'StateEntered')
+      .map((e) => e.state ?? '?');
+  }
+
+  outcomes(): Record<string, unknown>[] {
+    return this.sns
+      .messages(this.name('OutcomeTopic'))
+      .map((m) => JSON.parse(m.message) as Record<string, unknown>);
+  }
+
+  rejectionsQueue() {
+    return this.sqs.messages(this.name('RejectionsQueue'));
+  }
+
+  // ---- audit table reads (Queries only, as the auditors' tools do) ---------------------------
+
+  async runsOf(appId: string): Promise<Record<string, unknown>[]> {
+    return this.query({
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :run)',
+      ExpressionAttributeValues: { ':pk': `APP#${appId}`, ':run': 'RUN#' },
+    });
+  }
+
+  async runItems(runId: string): Promise<Record<string, unknown>[]> {
+    return this.query({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': auditKeys.runEvents(runId) },
+    });
+  }
+
+  async rejections(environment = this.template.stage.stage): Promise<Record<string, unknown>[]> {
+    return this.query({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': auditKeys.rejections(environment) },
+    });
+  }
+
+  async byResource(resourceId: string): Promise<Record<string, unknown>[]> {
+    return this.query({
+      IndexName: AUDIT_INDEXES.byResource,
+      KeyConditionExpression: 'gsi1pk = :pk',
+      ExpressionAttributeValues: { ':pk': `RESOURCE#${resourceId}` },
+    });
+  }
+
+  async lockItem(appId: string, environment: string): Promise<Record<string, unknown> | undefined> {
+    const items = await this.query(
+      {
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': `LOCK#${appId}#${environment}` },
+      },
+      this.name('CoordinationTable'),
+    );
+    return items[0];
+  }
+
+  async stop(): Promise<void> {
+    for (const stub of this.stubs) stub.restore();
+    this.rawDb.destroy();
+    this.s3.destroy();
+    await this.emulators.stop();
+    this.restoreEnv();
+    rmSync(this.scratchDir, { recursive: true, force: true });
+  }
+
+  private async query(
+    params: Omit<ConstructorParameters<typeof QueryCommand>[0], 'TableName'>,
+    tableName = this.name('AuditTable'),
+  ): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.db.send(
+        new QueryCommand({ ...params, TableName: tableName, ExclusiveStartKey }),
+      );
+      items.push(...(page.Items ?? []));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return items;
+  }
+
+  /** Creates the stage's tables (from serverless.yml's own definitions), buckets, topics, queues and key. */
+  private async provision(): Promise<void> {
+    for (const logicalId of ['AuditTable', 'CoordinationTable']) {
+      const props = this.template.resourceProperties(logicalId);
+      try {
+        await this.rawDb.send(
+          new CreateTableCommand({
+            TableName: props.TableName as string,
+            AttributeDefinitions: props.AttributeDefinitions as never,
+            KeySchema: props.KeySchema as never,
+            BillingMode: props.BillingMode as never,
+            ...(props.GlobalSecondaryIndexes
+              ? { GlobalSecondaryIndexes: props.GlobalSecondaryIndexes as never }
+              : {}),
+          }),
+        );
+      } catch (err) {
+        if (!(err instanceof ResourceInUseException)) throw err;
+      }
+    }
+    for (const logicalId of ['ArtifactsBucket', 'ReportsBucket', 'LogsBucket']) {
+      try {
+        await this.s3.send(new CreateBucketCommand({ Bucket: this.name(logicalId) }));
+      } catch (err) {
+        if (!(err instanceof Error && /BucketAlready(OwnedByYou|Exists)/.test(err.name))) throw err;
+      }
+    }
+    this.kms.createKey(this.template.resource('PipelineKey').arn, [
+      `alias/ami-pipeline-${this.template.stage.stage}`,
+    ]);
+    this.sns.createTopic(this.name('TriggerTopic'));
+    this.sns.createTopic(this.name('OutcomeTopic'));
+    this.sqs.createQueue(this.name('RejectionsQueue'));
+    this.sqs.createQueue(this.name('TriggerDeadLetterQueue'));
+  }
+
+  /** Sends the handlers' SDK calls for services without an emulator to the stand-ins. */
+  private routeClients(): void {
+    const sfn = mockClient(SFNClient);
+    sfn.onAnyCommand().rejects(new Error('Step Functions call not simulated by the harness'));
+    sfn.on(StartExecutionCommand).callsFake((input) => this.sfn.startExecution(input));
+    sfn.on(DescribeExecutionCommand).callsFake((input) => this.sfn.describeExecution(input));
+
+    const sqs = mockClient(SQSClient);
+    sqs.onAnyCommand().rejects(new Error('SQS call not simulated by the harness'));
+    sqs.on(SendMessageCommand).callsFake((input) => this.sqs.sendMessage(input));
+
+    const ssm = mockClient(SSMClient);
+    ssm.onAnyCommand().rejects(new Error('SSM call not simulated by the harness'));
+    ssm.on(PutParameterCommand).callsFake((input) => this.ssm.putParameter(input));
+    ssm.on(GetParameterCommand).callsFake((input) => this.ssm.getParameter(input));
+    ssm.on(AddTagsToResourceCommand).callsFake((input) => this.ssm.addTagsToResource(input));
+
+    this.stubs.push(sfn as unknown as AnyStub, sqs as unknown as AnyStub, ssm as unknown as AnyStub);
+  }
+
+  /** The trigger topic's Lambda subscription, with async-invoke retries and the DLQ. */
+  private subscribeTrigger(): void {
+    const fn = this.lambda.definition('trigger');
+    const attempts = 1 + fn.maximumRetryAttempts;
+    this.sns.subscribe(this.name('TriggerTopic'), async (message) => {
+      const event: SNSEvent = {
+        Records: [
+          {
+            EventSource: 'aws:sns',
+            EventVersion: '1.0',
+            EventSubscriptionArn: `${message.topicArn}:local`,
+            Sns: {
+              Type: 'Notification',
+              MessageId: message.messageId,
+              TopicArn: message.topicArn,
+              Subject: '',
+              Message: message.message,
+              Timestamp: message.timestamp,
+              SignatureVersion: '1',
+              Signature: '',
+              SigningCertUrl: '',
+              UnsubscribeUrl: '',
+              MessageAttributes: {},
+            },
+          },
+        ],
+      };
+      let lastError: unknown;
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        try {
+          await this.lambda.invoke(fn.key, event);
+          return;
+        } catch (err) {
+          lastError = err;
+        }
+      }
+      this.sqs.sendMessage({
+        QueueUrl: this.name('TriggerDeadLetterQueue'),
+        MessageBody: JSON.stringify({
+          event,
+          error: lastError instanceof Error ? lastError.name : String(lastError),
+        }),
+      });
+    });
+  }
+}

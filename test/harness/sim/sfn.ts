@@ -1,0 +1,301 @@
+import {
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import {
+  ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
+  InvalidName,
+  StateMachineDoesNotExist,
+  type DescribeExecutionCommandInput,
+  type DescribeExecutionCommandOutput,
+  type StartExecutionCommandInput,
+  type StartExecutionCommandOutput,
+} from '@aws-sdk/client-sfn';
+import { StateMachine, type RunOptions } from 'aws-local-stepfunctions';
+import type { LambdaRuntime } from '../lambda';
+import type { SnsSim } from './sns';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Definition = { States: Record<string, Record<string, Json>> } & Record<string, Json>;
+
+export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+export interface ExecutionEvent {
+  type: string;
+  timestamp: number;
+  state?: string | undefined;
+  error?: string | undefined;
+  cause?: string | undefined;
+}
+
+export interface ExecutionRecord {
+  executionArn: string;
+  name: string;
+  input: string;
+  status: ExecutionStatus;
+  startDate: Date;
+  stopDate?: Date;
+  output?: string;
+  error?: string;
+  cause?: string;
+  events: ExecutionEvent[];
+  done: Promise<void>;
+}
+
+/** Called before a Task state runs its resource; tests use it to hold a stage or inject a fault. */
+export type TaskHook = (stateName: string, input: Json, execution: ExecutionRecord) => Promise<void> | void;
+
+export interface StepFunctionsSimOptions {
+  stateMachineArn: string;
+  definition: Definition;
+  lambda: LambdaRuntime;
+  dynamodb: DynamoDBClient;
+  sns: SnsSim;
+  /** Milliseconds for every Retry pause (default 0: instant). Per-state values override it. */
+  retryIntervalMs?: number;
+  retryIntervalOverrides?: Record<string, number>;
+  waitTimeOverrides?: Record<string, number>;
+  beforeTask?: TaskHook;
+}
+
+const DYNAMODB_COMMANDS = {
+  putItem: PutItemCommand,
+  updateItem: UpdateItemCommand,
+  deleteItem: DeleteItemCommand,
+  getItem: GetItemCommand,
+} as const;
+
+/** Step Functions' error naming for service integrations: `DynamoDB.ConditionalCheckFailedException`. */
+class IntegrationError extends Error {
+  constructor(service: string, err: unknown) {
+    const name = err instanceof Error ? err.name : 'Error';
+    super(err instanceof Error ? err.message : String(err));
+    this.name = `${service}.${name}`;
+  }
+}
+
+const stripMetadata = (output: object): Json => {
+  const { $metadata: _ignored, ...rest } = output as Record<string, unknown>;
+  return JSON.parse(JSON.stringify(rest)) as Json;
+};
+
+/**
+ * Step Functions stand-in: StartExecution/DescribeExecution with the service's naming rules, each
+ * execution run by aws-local-stepfunctions on the real definition. Every Task state is bound to a
+ * local implementation of its resource: `lambda:invoke` runs the real handler, `dynamodb:*` calls
+ * dynalite with the state's Parameters, `sns:publish` goes to the SNS stand-in. A Task whose
+ * resource has no local implementation fails the harness at start, not silently at run time.
+ */
+export class StepFunctionsSim {
+  private readonly executions = new Map<string, ExecutionRecord>();
+  private readonly machine: StateMachine;
+  private readonly taskHandlers: Record<string, (input: Json) => Promise<Json>>;
+
+  constructor(private readonly options: StepFunctionsSimOptions) {
+    this.machine = new StateMachine(options.definition as never, {
+      validationOptions: { checkArn: true, checkPaths: true },
+    });
+    this.taskHandlers = this.bindTasks(options.definition.States);
+  }
+
+  startExecution(input: StartExecutionCommandInput): StartExecutionCommandOutput {
+    if (input.stateMachineArn !== this.options.stateMachineArn) {
+      throw new StateMachineDoesNotExist({
+        message: `state machine ${input.stateMachineArn} does not exist`,
+        $metadata: {},
+      });
+    }
+    const name = input.name ?? '';
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(name)) {
+      throw new InvalidName({ message: `invalid execution name ${name}`, $metadata: {} });
+    }
+    const executionArn = `${this.options.stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+    const existing = this.executions.get(executionArn);
+    if (existing) {
+      // The service's idempotency: same name and input while running returns the same execution.
+      if (existing.status === 'RUNNING' && existing.input === (input.input ?? '{}')) {
+        return { executionArn, startDate: existing.startDate, $metadata: {} };
+      }
+      throw new ExecutionAlreadyExists({ message: `execution ${name} already exists`, $metadata: {} });
+    }
+    const record = this.run(executionArn, name, input.input ?? '{}');
+    return { executionArn, startDate: record.startDate, $metadata: {} };
+  }
+
+  describeExecution(input: DescribeExecutionCommandInput): DescribeExecutionCommandOutput {
+    const record = this.executions.get(input.executionArn ?? '');
+    if (!record)
+      throw new ExecutionDoesNotExist({
+        message: `execution ${input.executionArn} does not exist`,
+        $metadata: {},
+      });
+    return {
+      executionArn: record.executionArn,
+      stateMachineArn: this.options.stateMachineArn,
+      name: record.name,
+      status: record.status,
+      input: record.input,
+      output: record.output,
+      error: record.error,
+      cause: record.cause,
+      startDate: record.startDate,
+      stopDate: record.stopDate,
+      $metadata: {},
+    };
+  }
+
+  list(): ExecutionRecord[] {
+    return [...this.executions.values()];
+  }
+
+  get(executionArn: string): ExecutionRecord {
+    const record = this.executions.get(executionArn);
+    if (!record) throw new Error(`no execution ${executionArn}`);
+    return record;
+  }
+
+  /** Resolves when every execution started so far has ended. */
+  async idle(): Promise<void> {
+    while ([...this.executions.values()].some((e) => e.status === 'RUNNING')) {
+      await Promise.all([...this.executions.values()].map((e) => e.done));
+    }
+  }
+
+  private run(executionArn: string, name: string, input: string): ExecutionRecord {
+    const startDate = new Date();
+    const record: ExecutionRecord = {
+      executionArn,
+      name,
+      input,
+      status: 'RUNNING',
+      startDate,
+      events: [],
+      done: Promise.resolve(),
+    };
+    this.executions.set(executionArn, record);
+    const parsedInput = JSON.parse(input) as Json;
+    const context = {
+      Execution: {
+        Id: executionArn,
+        Name: name,
+        Input: parsedInput,
+        StartTime: startDate.toISOString(),
+        RoleArn: 'local',
+      },
+      StateMachine: { Id: this.options.stateMachineArn, Name: this.options.stateMachineArn.split(':').pop() },
+      // aws-local-stepfunctions has no per-state context; a getter gives the time the path is read,
+      // which is when the state is entered.
+      State: {
+        get EnteredTime() {
+          return new Date().toISOString();
+        },
+      },
+    };
+    const retryIntervalOverrides: Record<string, number> = {};
+    for (const stateName of Object.keys(this.options.definition.States)) {
+      retryIntervalOverrides[stateName] =
+        this.options.retryIntervalOverrides?.[stateName] ?? this.options.retryIntervalMs ?? 0;
+    }
+    const taskResourceLocalHandlers = Object.fromEntries(
+      Object.entries(this.taskHandlers).map(([stateName, handler]) => [
+        stateName,
+        async (taskInput: Json) => {
+          await this.options.beforeTask?.(stateName, taskInput, record);
+          return handler(taskInput);
+        },
+      ]),
+    );
+    const options: RunOptions = {
+      overrides: {
+        taskResourceLocalHandlers: taskResourceLocalHandlers as never,
+        retryIntervalOverrides,
+        waitTimeOverrides: this.options.waitTimeOverrides ?? {},
+      },
+      context,
+    };
+    const execution = this.machine.run(parsedInput as never, options);
+    const collect = (async () => {
+      for await (const event of execution.eventLogs) {
+        const e = event as unknown as {
+          type: string;
+          timestamp: number;
+          state?: { name: string };
+          Error?: string;
+          Cause?: string;
+        };
+        record.events.push({
+          type: e.type,
+          timestamp: e.timestamp,
+          state: e.state?.name,
+          error: e.Error,
+          cause: e.Cause,
+        });
+        if (e.type === 'ExecutionFailed') {
+          record.error = e.Error ?? 'States.Runtime';
+          record.cause = e.Cause ?? '';
+        }
+      }
+    })();
+    record.done = (async () => {
+      try {
+        const output = await execution.result;
+        record.output = JSON.stringify(output);
+        record.status = 'SUCCEEDED';
+      } catch (err) {
+        record.status = 'FAILED';
+        record.error ??=
+          err instanceof Error && err.cause instanceof Error ? err.cause.name : 'States.Runtime';
+      }
+      await collect;
+      record.stopDate = new Date();
+    })();
+    return record;
+  }
+
+  private bindTasks(states: Definition['States']): Record<string, (input: Json) => Promise<Json>> {
+    const handlers: Record<string, (input: Json) => Promise<Json>> = {};
+    for (const [stateName, state] of Object.entries(states)) {
+      if (state.Type !== 'Task') continue;
+      handlers[stateName] = this.taskHandler(stateName, String(state.Resource));
+    }
+    return handlers;
+  }
+
+  private taskHandler(stateName: string, resource: string): (input: Json) => Promise<Json> {
+    const { lambda, dynamodb, sns } = this.options;
+    if (resource === 'arn:aws:states:::lambda:invoke') {
+      return async (input) => {
+        const params = input as { FunctionName: string; Payload: Json };
+        const payload = await lambda.invoke(params.FunctionName, params.Payload);
+        return { Payload: payload as Json, StatusCode: 200, ExecutedVersion: '$LATEST' };
+      };
+    }
+    const dynamo = /^arn:aws:states:::dynamodb:(putItem|updateItem|deleteItem|getItem)$/.exec(resource);
+    if (dynamo?.[1]) {
+      const Command = DYNAMODB_COMMANDS[dynamo[1] as keyof typeof DYNAMODB_COMMANDS] as new (
+        input: never,
+      ) => PutItemCommand;
+      return async (input) => {
+        try {
+          return stripMetadata(await dynamodb.send(new Command(input as never)));
+        } catch (err) {
+          throw new IntegrationError('DynamoDB', err);
+        }
+      };
+    }
+    if (resource === 'arn:aws:states:::sns:publish') {
+      return async (input) => {
+        try {
+          return sns.publish(input as never) as unknown as Json;
+        } catch (err) {
+          throw new IntegrationError('SNS', err);
+        }
+      };
+    }
+    throw new Error(`state ${stateName}: resource ${resource} has no local implementation in the harness`);
+  }
+}
