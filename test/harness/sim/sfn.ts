@@ -289,8 +289,12 @@ export class StepFunctionsSim {
     }
     if (resource === 'arn:aws:states:::sns:publish') {
       return async (input) => {
+        // Step Functions serializes an object `Message` to JSON. (The emulator's States.JsonToString
+        // strips backslashes from its result, so the definition relies on this instead.)
+        const params = input as { Message?: Json };
+        const Message = typeof params.Message === 'string' ? params.Message : JSON.stringify(params.Message);
         try {
-          return sns.publish(input as never) as unknown as Json;
+          return sns.publish({ ...(input as object), Message } as never) as unknown as Json;
         } catch (err) {
           throw new IntegrationError('SNS', err);
         }
