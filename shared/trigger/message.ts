@@ -68,6 +68,7 @@ export const triggerMessageSchema = (ctx: TriggerContext) =>
     .superRefine((msg, issue) => {
       // An app may only reference its own inputs: the pre-provision role can read inputs/* and
       // nothing stops one team naming another team's config otherwise.
+      if (!APP_ID_PATTERN.test(msg.appId)) return; // already reported; a prefix built from it would mislead
       const prefix = `s3://${ctx.artifactsBucket}/inputs/${msg.appId}/`;
       const refs: [string[], string][] = [[['artifact', 's3Uri'], msg.artifact.s3Uri]];
       if (typeof msg.appConfig.s3Uri === 'string') refs.push([['appConfig', 's3Uri'], msg.appConfig.s3Uri]);

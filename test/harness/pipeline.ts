@@ -20,7 +20,7 @@ import { loadStageConfig } from '../../shared/config/stage';
 import { startEmulators, type Emulators } from './emulators';
 import { LambdaRuntime } from './lambda';
 import { KmsSim } from './sim/kms';
-import { StepFunctionsSim, type ExecutionRecord, type TaskHook } from './sim/sfn';
+import { StepFunctionsSim, type ExecutionEvent, type ExecutionRecord, type TaskHook } from './sim/sfn';
 import { SnsSim, type PublishedMessage } from './sim/sns';
 import { ParameterStoreSim } from './sim/ssm';
 import { SqsSim } from './sim/sqs';
@@ -34,6 +34,7 @@ export interface LocalPipelineOptions {
   retryIntervalMs?: number;
   retryIntervalOverrides?: Record<string, number>;
   beforeTask?: TaskHook;
+  onEvent?: (execution: ExecutionRecord, event: ExecutionEvent) => void;
   /** Powertools log level for the handlers (default SILENT: the harness prints its own progress). */
   logLevel?: string;
 }
@@ -80,6 +81,7 @@ export class LocalPipeline {
       retryIntervalMs: options.retryIntervalMs ?? 0,
       ...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
       ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
   }
 

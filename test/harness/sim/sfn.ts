@@ -60,6 +60,8 @@ export interface StepFunctionsSimOptions {
   retryIntervalOverrides?: Record<string, number>;
   waitTimeOverrides?: Record<string, number>;
   beforeTask?: TaskHook;
+  /** Sees every execution event as it happens (npm start prints progress with it). */
+  onEvent?: (execution: ExecutionRecord, event: ExecutionEvent) => void;
 }
 
 const DYNAMODB_COMMANDS = {
@@ -227,17 +229,19 @@ export class StepFunctionsSim {
           Error?: string;
           Cause?: string;
         };
-        record.events.push({
+        const recorded: ExecutionEvent = {
           type: e.type,
           timestamp: e.timestamp,
           state: e.state?.name,
           error: e.Error,
           cause: e.Cause,
-        });
+        };
+        record.events.push(recorded);
         if (e.type === 'ExecutionFailed') {
           record.error = e.Error ?? 'States.Runtime';
           record.cause = e.Cause ?? '';
         }
+        this.options.onEvent?.(record, recorded);
       }
     })();
     record.done = (async () => {

@@ -1,0 +1,281 @@
+/**
+ * `npm start`: one release of config/apps/sample-app.yml through the real state machine and the
+ * real handlers, against the local harness. Prints each state as it runs, then the run summary and
+ * the audit records read back from the (dynalite) audit table.
+ *
+ *   npm start                               the sample app's release
+ *   npm start -- --scenario rule-violation  and: duplicate, lock-contention, rejected
+ *   npm start -- --reset                    forget the local state in .local/ first
+ */
+import './polyfills';
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { parseYaml } from '../../shared/config/files';
+import { LocalPipeline } from './pipeline';
+import type { ExecutionEvent, ExecutionRecord } from './sim/sfn';
+import { REPO_ROOT } from './template';
+
+const SCENARIOS = {
+  release: 'a release of the sample app, end to end',
+  'rule-violation':
+    'an app config that breaks platform rules: the run fails in PreProvision, every violation listed',
+  duplicate: 'the same trigger delivered three times: one run',
+  'lock-contention': 'two builds of the same app at once: the second waits for the first',
+  rejected: 'a malformed trigger: kept in the rejections queue and the audit table, nothing starts',
+} as const;
+type Scenario = keyof typeof SCENARIOS;
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'release' },
+    stage: { type: 'string', default: 'dev' },
+    'state-dir': { type: 'string', default: path.join(REPO_ROOT, '.local') },
+    reset: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+const usage = () =>
+  [
+    'usage: npm start -- [--scenario <name>] [--reset] [--verbose] [--stage dev]',
+    '',
+    'scenarios:',
+    ...Object.entries(SCENARIOS).map(([name, text]) => `  ${name.padEnd(16)} ${text}`),
+    '',
+    'Local state (DynamoDB via dynalite, S3 via s3rver) is kept in --state-dir (default .local/);',
+    '--reset clears it first.',
+  ].join('\n');
+
+const color = (code: number) => (text: string) =>
+  process.stdout.isTTY ? `\u001b[${code}m${text}\u001b[0m` : text;
+const dim = color(2);
+const green = color(32);
+const red = color(31);
+const bold = color(1);
+
+const printEvent = (() => {
+  const entered = new Map<string, number>();
+  return (execution: ExecutionRecord, event: ExecutionEvent) => {
+    const who = dim(execution.name);
+    const key = `${execution.executionArn}/${event.state}`;
+    if (event.type === 'StateEntered') entered.set(key, event.timestamp);
+    if (event.type === 'StateExited') {
+      const ms = event.timestamp - (entered.get(key) ?? event.timestamp);
+      console.log(`  ${who}  ${green('✓')} ${String(event.state).padEnd(26)} ${dim(`${ms} ms`)}`);
+    } else if (event.type === 'StateFailed') {
+      console.log(`  ${who}  ${red('✗')} ${String(event.state).padEnd(26)} ${red(String(event.error))}`);
+    } else if (event.type === 'StateRetried') {
+      console.log(`  ${who}  ${dim('↻')} ${String(event.state).padEnd(26)} ${dim('retrying')}`);
+    }
+  };
+})();
+
+const main = async (): Promise<number> => {
+  if (values.help) {
+    console.log(usage());
+    return 0;
+  }
+  const scenario = values.scenario as Scenario;
+  if (!(scenario in SCENARIOS)) {
+    console.error(`unknown scenario "${values.scenario}"\n\n${usage()}`);
+    return 2;
+  }
+  const stateDir = values['state-dir'];
+  if (values.reset) rmSync(stateDir, { recursive: true, force: true });
+
+  const pipeline = await LocalPipeline.start({
+    stage: values.stage,
+    stateDir,
+    logLevel: values.verbose ? 'INFO' : 'SILENT',
+    // Visible but short waits for the lock scenario.
+    retryIntervalOverrides: { AcquireLock: 150 },
+    onEvent: printEvent,
+  });
+  try {
+    console.log(bold(`ami-pipeline · local run · stage ${values.stage} · scenario ${scenario}`));
+    console.log(dim(`  ${SCENARIOS[scenario]}`));
+    console.log(
+      dim(
+        `  state kept in ${path.relative(process.cwd(), stateDir) || '.'} (dynalite + s3rver on 127.0.0.1)\n`,
+      ),
+    );
+    const ok = await runScenario(pipeline, scenario);
+    return ok ? 0 : 1;
+  } finally {
+    await pipeline.stop();
+  }
+};
+
+const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise<boolean> => {
+  const bucket = pipeline.name('ArtifactsBucket');
+  const buildId = `local-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${process.pid}`;
+  const appConfigText = readFileSync(path.join(REPO_ROOT, 'config/apps/sample-app.yml'), 'utf8');
+  const appConfig = parseYaml(appConfigText) as Record<string, unknown>;
+
+  // Jenkins uploads the app config and the artifact next to each other, then publishes.
+  const upload = async (key: string, body: string) => {
+    await pipeline.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    return `s3://${bucket}/${key}`;
+  };
+  const message = async (build: string, version: string, config: unknown = appConfigText) => {
+    const artifactBody = `sample-app ${version}`;
+    const configUri = await upload(
+      `inputs/sample-app/${build}/app-config.yml`,
+      typeof config === 'string' ? config : JSON.stringify(config),
+    );
+    return {
+      schemaVersion: 1,
+      appId: 'sample-app',
+      environment: pipeline.template.stage.stage,
+      version,
+      buildId: build,
+      kind: 'release',
+      appConfig: { s3Uri: configUri },
+      artifact: {
+        s3Uri: await upload(`inputs/sample-app/${build}/sample-app.tar.gz`, artifactBody),
+        sha256: createHash('sha256').update(artifactBody).digest('hex'),
+      },
+      requestedBy: 'jenkins@example.com',
+    };
+  };
+  const publish = (body: unknown, label: string) => {
+    const sent = pipeline.publishTrigger(body);
+    console.log(`${bold('→ trigger')} ${label} ${dim(`(SNS message ${sent.messageId})`)}`);
+    return sent;
+  };
+
+  const before = new Set(pipeline.sfn.list().map((e) => e.executionArn));
+  let expectation: (executions: ExecutionRecord[]) => boolean;
+  switch (scenario) {
+    case 'release': {
+      publish(await message(buildId, '1.0.0'), `sample-app 1.0.0, build ${buildId}`);
+      expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
+      break;
+    }
+    case 'rule-violation': {
+      const bad = {
+        ...appConfig,
+        runtime: { ...(appConfig.runtime as object), instanceType: 'm5.24xlarge', maxSize: 40 },
+      };
+      publish(
+        await message(buildId, '1.0.1', bad),
+        `sample-app 1.0.1 with runtime m5.24xlarge × 40, build ${buildId}`,
+      );
+      expectation = (ex) =>
+        ex.length === 1 && ex[0]?.status === 'FAILED' && ex[0]?.error === 'AppConfigInvalidError';
+      break;
+    }
+    case 'duplicate': {
+      const body = await message(buildId, '1.0.2');
+      const first = publish(body, `sample-app 1.0.2, build ${buildId}`);
+      pipeline.sns.redeliver(first);
+      console.log(`${bold('→ trigger')} SNS redelivers message ${first.messageId}`);
+      publish(body, `sample-app 1.0.2 again (Jenkins retried its publish)`);
+      expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
+      break;
+    }
+    case 'lock-contention': {
+      publish(await message(`${buildId}-a`, '1.1.0'), `sample-app 1.1.0, build ${buildId}-a`);
+      publish(await message(`${buildId}-b`, '1.2.0'), `sample-app 1.2.0, build ${buildId}-b`);
+      expectation = (ex) => ex.length === 2 && ex.every((e) => e.status === 'SUCCEEDED');
+      break;
+    }
+    case 'rejected': {
+      publish(
+        { ...(await message(buildId, 'v 1')), appId: '../etc' },
+        'a message with appId "../etc" and version "v 1"',
+      );
+      expectation = (ex) => ex.length === 0;
+      break;
+    }
+  }
+
+  await pipeline.settle();
+  const executions = pipeline.sfn.list().filter((e) => !before.has(e.executionArn));
+  console.log('');
+  for (const execution of executions) await printRun(pipeline, execution);
+  await printRejections(pipeline, scenario);
+  const ok = expectation(executions);
+  console.log(
+    ok
+      ? green(`\n✔ scenario "${scenario}" behaved as expected`)
+      : red(`\n✘ scenario "${scenario}" did not behave as expected`),
+  );
+  return ok;
+};
+
+const printRun = async (pipeline: LocalPipeline, execution: ExecutionRecord) => {
+  const status = execution.status === 'SUCCEEDED' ? green(execution.status) : red(execution.status);
+  const ms = (execution.stopDate?.getTime() ?? Date.now()) - execution.startDate.getTime();
+  console.log(`${bold('Run')} ${execution.name}  ${status}  ${dim(`${ms} ms`)}`);
+  if (execution.error)
+    console.log(`  error  ${red(execution.error)}\n  cause  ${summarizeCause(execution.cause)}`);
+
+  const runId = execution.name.split('-').pop() ?? '';
+  const appId = (JSON.parse(execution.input) as { appId: string }).appId;
+  const run = (await pipeline.runsOf(appId)).find((r) => r.runId === runId);
+  const items = await pipeline.runItems(runId);
+  console.log(dim('  audit records (read back from the audit table):'));
+  if (run) {
+    console.log(
+      `  RUN       ${String(run.sk)}  ${String(run.status)}  version ${String(run.version)}  build ${String(run.buildId)}  by ${String(run.requestedBy)}` +
+        (run.failedStage ? `  failed in ${String(run.failedStage)} (${String(run.errorName)})` : ''),
+    );
+  }
+  for (const item of items) {
+    if (item.entity === 'RESOURCE') {
+      const detail = (item.detail ?? {}) as Record<string, unknown>;
+      console.log(
+        `  RESOURCE  ${String(item.resourceType).padEnd(10)} ${String(item.resourceId)}  v${String(detail.version)} ${String(detail.tier)}`,
+      );
+    } else {
+      console.log(`  EVENT     ${String(item.type).padEnd(10)} ${String(item.at)}`);
+    }
+  }
+  const outcome = pipeline.outcomes().find((o) => o.runId === runId);
+  if (outcome)
+    console.log(dim(`  outcome notification: ${String(outcome.status)} → ${pipeline.name('OutcomeTopic')}`));
+  console.log('');
+};
+
+const printRejections = async (pipeline: LocalPipeline, scenario: Scenario) => {
+  if (scenario !== 'rejected' && scenario !== 'duplicate') return;
+  const queued = pipeline.rejectionsQueue();
+  console.log(
+    `${bold('Rejections')} ${dim(`(queue ${pipeline.name('RejectionsQueue')})`)}: ${queued.length}`,
+  );
+  for (const message of queued) {
+    const body = JSON.parse(message.body) as { reason: string; snsMessageId: string };
+    console.log(`  ${red('✗')} ${body.reason}`);
+    const audited = (await pipeline.rejections()).find((r) => r.messageId === body.snsMessageId);
+    console.log(
+      dim(
+        `    audit: ${audited ? `${String(audited.pk)} / ${String(audited.sk)} ${String(audited.status)}` : 'missing!'}`,
+      ),
+    );
+  }
+};
+
+/** The Lambda error cause is JSON; show its message, not the stack. */
+const summarizeCause = (cause: string | undefined): string => {
+  try {
+    const parsed = JSON.parse(cause ?? '') as { errorMessage?: string };
+    return parsed.errorMessage ?? String(cause);
+  } catch {
+    return String(cause);
+  }
+};
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(
+      red(`local run failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
+    );
+    process.exit(1);
+  },
+);
