@@ -158,6 +158,28 @@ describe('pipeline (real state machine, real handlers, local AWS)', () => {
     );
   });
 
+  it('fails in PreProvision with AppConfigNotFoundError when the referenced app config does not exist', async () => {
+    const message = {
+      ...triggerMessage(bucket, { appId: 'lost-app' }),
+      appConfig: { s3Uri: `s3://${bucket}/inputs/lost-app/never-uploaded.yml` },
+    };
+    pipeline.publishTrigger(message);
+
+    await pipeline.settle();
+
+    const [execution] = executionsOf('lost-app');
+    expect(execution?.status).toBe('FAILED');
+    expect(execution?.error).toBe('AppConfigNotFoundError');
+    const [run] = await pipeline.runsOf('lost-app');
+    expect(run).toMatchObject({
+      status: 'FAILED',
+      failedStage: 'PreProvision',
+      errorName: 'AppConfigNotFoundError',
+    });
+    expect(String(run?.errorCause)).toContain('inputs/lost-app/never-uploaded.yml does not exist');
+    expect(await pipeline.lockItem('lost-app', 'dev')).toBeUndefined();
+  });
+
   it('starts exactly one run for a message delivered several times, during and after the run', async () => {
     const message = triggerMessage(bucket, { appId: 'dup-app' });
     const first = pipeline.publishTrigger(message);
