@@ -78,8 +78,9 @@ export interface Rejection {
 
 /**
  * Append-only writes to the audit table: every put is conditional on the item not existing, and no
- * code path deletes. A repeated write of the same fact (a Lambda retry) is accepted; a different
- * fact under the same key is an AuditConflictError.
+ * code path deletes. When the item exists, the write is a Lambda retry of the same fact and is
+ * accepted — except for a run item held by a different execution, which is an AuditConflictError.
+ * (Event, resource and rejection keys already name their fact: run id, resource id, message id.)
  */
 export class AuditRepository {
   constructor(

@@ -10,3 +10,13 @@ export const requireEnv = (name: string, env: NodeJS.ProcessEnv = process.env): 
   }
   return value;
 };
+
+/** Reads a required environment variable holding a positive integer (a size, a TTL). */
+export const requirePositiveIntEnv = (name: string, env: NodeJS.ProcessEnv = process.env): number => {
+  const value = requireEnv(name, env);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new ConfigurationError(`environment variable ${name} must be a positive integer, got "${value}"`);
+  }
+  return n;
+};

@@ -12,11 +12,3 @@ export const parseTaskInput = <S extends z.ZodType>(schema: S, event: unknown): 
   }
   return parsed.data;
 };
-
-/** Reads a positive integer from configuration text (an environment variable). */
-export const positiveInt = (name: string, value: string): number => {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new InvalidTaskInputError(`${name} must be a positive integer, got "${value}"`);
-  return n;
-};

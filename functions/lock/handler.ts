@@ -1,10 +1,10 @@
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { dynamodb } from '../../shared/clients/dynamodb';
-import { requireEnv } from '../../shared/env';
+import { requireEnv, requirePositiveIntEnv } from '../../shared/env';
 import { acquireLock, type LockDeps } from '../../shared/lock';
 import { withLogContext } from '../../shared/logger';
-import { parseTaskInput, positiveInt } from '../../shared/task-input';
+import { parseTaskInput } from '../../shared/task-input';
 import { APP_ID_PATTERN } from '../../shared/trigger/message';
 
 const inputSchema = z.object({
@@ -17,7 +17,7 @@ const inputSchema = z.object({
 const defaultDeps: LockDeps = {
   db: dynamodb,
   tableName: requireEnv('COORDINATION_TABLE'),
-  ttlSeconds: positiveInt('LOCK_TTL_SECONDS', requireEnv('LOCK_TTL_SECONDS')),
+  ttlSeconds: requirePositiveIntEnv('LOCK_TTL_SECONDS'),
   now: () => new Date(),
 };
 

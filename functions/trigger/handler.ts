@@ -4,14 +4,13 @@ import { dynamodb } from '../../shared/clients/dynamodb';
 import { s3 } from '../../shared/clients/s3';
 import { sfn } from '../../shared/clients/sfn';
 import { sqs } from '../../shared/clients/sqs';
-import { requireEnv } from '../../shared/env';
+import { requireEnv, requirePositiveIntEnv } from '../../shared/env';
 import { logger, withLogContext } from '../../shared/logger';
-import { positiveInt } from '../../shared/task-input';
 import { handleTrigger, type TriggerDeps, type TriggerOutcome } from '../../shared/trigger/handle';
 
 const defaultDeps: TriggerDeps = {
   ctx: { stage: requireEnv('STAGE'), artifactsBucket: requireEnv('ARTIFACTS_BUCKET') },
-  maxMessageBytes: positiveInt('MAX_MESSAGE_BYTES', requireEnv('MAX_MESSAGE_BYTES')),
+  maxMessageBytes: requirePositiveIntEnv('MAX_MESSAGE_BYTES'),
   stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
   rejectionsQueueUrl: requireEnv('REJECTIONS_QUEUE_URL'),
   audit: new AuditRepository(dynamodb, requireEnv('AUDIT_TABLE')),

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigurationError } from '../errors';
 import { configDir, loadYamlFile } from './files';
 
 export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
@@ -47,7 +48,9 @@ export type StageConfig = z.infer<typeof stageConfigSchema>;
 export const loadStageConfig = (stage: string, dir: string = configDir()): StageConfig => {
   const config = loadYamlFile(path.join(dir, `${stage}.yml`), stageConfigSchema);
   if (config.stage !== stage) {
-    throw new Error(`config/${stage}.yml declares stage "${config.stage}"; it must be "${stage}"`);
+    throw new ConfigurationError(
+      `config/${stage}.yml declares stage "${config.stage}"; it must be "${stage}"`,
+    );
   }
   return config;
 };

@@ -133,12 +133,16 @@ const appConfigUriFor = async (
   deps: TriggerDeps,
 ): Promise<string> => {
   if (typeof message.appConfig.s3Uri === 'string') return message.appConfig.s3Uri;
-  const key = `inputs/${message.appId}/${runId}/app-config.json`;
+  // The key carries the content's hash: a reused build id with a different config gets a different
+  // URI (so a different execution input, hence a conflict), and never overwrites a running run's config.
+  const body = JSON.stringify(message.appConfig);
+  const digest = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  const key = `inputs/${message.appId}/${runId}/app-config-${digest}.json`;
   await deps.s3.send(
     new PutObjectCommand({
       Bucket: deps.ctx.artifactsBucket,
       Key: key,
-      Body: JSON.stringify(message.appConfig),
+      Body: body,
       ContentType: 'application/json',
     }),
   );

@@ -34,7 +34,7 @@ const s3UriFor = (ctx: TriggerContext) =>
     .refine((uri) => !uri.split('/').some((segment) => segment === '..' || segment === '.'), {
       error: 'must not contain "." or ".." path segments',
     })
-    .refine((uri) => parseS3Uri(uri).bucket === ctx.artifactsBucket, {
+    .refine((uri) => S3_URI_PATTERN.exec(uri)?.[1] === ctx.artifactsBucket, {
       error: `must be in the stage's artifacts bucket s3://${ctx.artifactsBucket}/`,
     });
 
@@ -55,8 +55,11 @@ export const triggerMessageSchema = (ctx: TriggerContext) =>
       kind: z.enum(TRIGGER_KINDS),
       appConfig: z.union([
         z.strictObject({ s3Uri: s3UriFor(ctx) }),
+        // `abort` keeps zod from reporting a bare invalid_union: an object with s3Uri is a reference,
+        // and the reference's own issues (bucket, `..`) are the ones the sender needs to see.
         z.record(z.string(), z.unknown()).refine((obj) => !('s3Uri' in obj), {
           error: 'must be {s3Uri} or an inline app config object',
+          abort: true,
         }),
       ]),
       artifact: z.strictObject({

@@ -1,0 +1,167 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { ConfigurationError } from '../../shared/errors';
+import { loadStageConfig, stageConfigSchema } from '../../shared/config/stage';
+import { CONFIG_DIR } from './support/fixtures';
+
+/** A complete, valid stage file for `stage`, with `overrides` merged on top. */
+const stageFile = (stage: string, overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
+  stage,
+  region: 'eu-west-1',
+  logLevel: 'INFO',
+  logRetentionDays: 30,
+  kms: { pendingWindowDays: 30 },
+  trigger: { maxMessageBytes: 65536 },
+  lock: { ttlSeconds: 86400 },
+  stateMachine: { logLevel: 'ERROR' },
+  audit: { deletionProtection: true },
+  ...overrides,
+});
+
+let dir: string;
+
+const writeStage = (name: string, content: Record<string, unknown> | string): void => {
+  writeFileSync(path.join(dir, `${name}.yml`), typeof content === 'string' ? content : stringify(content));
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'ami-pipeline-stage-'));
+});
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('stage config', () => {
+  it('loads config/dev.yml and validates it', () => {
+    const dev = loadStageConfig('dev', CONFIG_DIR);
+
+    expect(dev).toEqual({
+      stage: 'dev',
+      region: 'eu-west-1',
+      logLevel: 'DEBUG',
+      logRetentionDays: 30,
+      kms: { pendingWindowDays: 7 },
+      trigger: { maxMessageBytes: 65536 },
+      lock: { ttlSeconds: 43200 },
+      stateMachine: { logLevel: 'ALL' },
+      audit: { deletionProtection: true },
+    });
+  });
+
+  it('loads config/prod.yml and validates it', () => {
+    const prod = loadStageConfig('prod', CONFIG_DIR);
+
+    expect(prod).toEqual({
+      stage: 'prod',
+      region: 'eu-west-1',
+      logLevel: 'INFO',
+      logRetentionDays: 400,
+      kms: { pendingWindowDays: 30 },
+      trigger: { maxMessageBytes: 65536 },
+      lock: { ttlSeconds: 86400 },
+      stateMachine: { logLevel: 'ERROR' },
+      audit: { deletionProtection: true },
+    });
+  });
+
+  it('refuses a stage file whose stage differs from its name', () => {
+    writeStage('staging', stageFile('dev'));
+
+    expect(() => loadStageConfig('staging', dir)).toThrow(ConfigurationError);
+    expect(() => loadStageConfig('staging', dir)).toThrow(
+      'config/staging.yml declares stage "dev"; it must be "staging"',
+    );
+  });
+
+  it('fills the defaults of settings a stage leaves out', () => {
+    writeStage(
+      'qa',
+      stageFile('qa', { logLevel: undefined, kms: {}, trigger: {}, lock: {}, stateMachine: {}, audit: {} }),
+    );
+
+    const qa = loadStageConfig('qa', dir);
+
+    expect(qa).toMatchObject({
+      logLevel: 'INFO',
+      kms: { pendingWindowDays: 30 },
+      trigger: { maxMessageBytes: 65536 },
+      lock: { ttlSeconds: 86400 },
+      stateMachine: { logLevel: 'ERROR' },
+      audit: { deletionProtection: true },
+    });
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['a stage name that breaks the pattern', { stage: 'Dev_1' }, 'stage: must match ^[a-z][a-z0-9]{1,9}$'],
+    [
+      'a region that is not an AWS region',
+      { region: 'ireland' },
+      'region: must be an AWS region such as eu-west-1',
+    ],
+    ['a log level Powertools does not know', { logLevel: 'TRACE' }, 'logLevel: Invalid option'],
+    [
+      'a retention CloudWatch Logs does not accept',
+      { logRetentionDays: 42 },
+      'logRetentionDays: Invalid input',
+    ],
+    [
+      'a KMS pending window under 7 days',
+      { kms: { pendingWindowDays: 3 } },
+      'kms.pendingWindowDays: Too small',
+    ],
+    [
+      'a message limit over 256 KiB',
+      { trigger: { maxMessageBytes: 300000 } },
+      'trigger.maxMessageBytes: Too big',
+    ],
+    ['a lock TTL under 10 minutes', { lock: { ttlSeconds: 60 } }, 'lock.ttlSeconds: Too small'],
+    [
+      'a fractional lock TTL',
+      { lock: { ttlSeconds: 3600.5 } },
+      'lock.ttlSeconds: Invalid input: expected int',
+    ],
+    [
+      'a state machine log level other than ERROR or ALL',
+      { stateMachine: { logLevel: 'INFO' } },
+      'stateMachine.logLevel',
+    ],
+    [
+      'deletion protection that is not a boolean',
+      { audit: { deletionProtection: 'yes' } },
+      'audit.deletionProtection',
+    ],
+    ['a missing section', { kms: undefined }, 'kms: is required (object)'],
+    ['an unknown setting', { vpcId: 'vpc-1' }, 'unknown field(s) "vpcId"'],
+    [
+      'an unknown nested setting',
+      { lock: { ttlSeconds: 3600, retries: 3 } },
+      'lock: unknown field(s) "retries"',
+    ],
+  ])('rejects %s with a ConfigurationError naming the field', (_case, overrides, issue) => {
+    const name = typeof overrides.stage === 'string' ? overrides.stage : 'qa';
+    writeStage(name, JSON.parse(JSON.stringify(stageFile('qa', overrides))));
+
+    const load = () => loadStageConfig(name, dir);
+
+    expect(load).toThrow(ConfigurationError);
+    expect(load).toThrow(issue);
+  });
+
+  it('names the file and the cause when it does not exist', () => {
+    expect(() => loadStageConfig('nowhere', dir)).toThrow(ConfigurationError);
+    expect(() => loadStageConfig('nowhere', dir)).toThrow(`cannot read ${path.join(dir, 'nowhere.yml')}`);
+  });
+
+  it('refuses a duplicated key instead of keeping the last value', () => {
+    writeStage('qa', `${stringify(stageFile('qa'))}region: us-east-1\n`);
+
+    expect(() => loadStageConfig('qa', dir)).toThrow(ConfigurationError);
+  });
+
+  it('exposes the same schema for packaging and tests', () => {
+    expect(stageConfigSchema.safeParse(stageFile('qa')).success).toBe(true);
+  });
+});

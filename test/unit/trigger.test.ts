@@ -1,0 +1,518 @@
+// First import: the handler module reads its environment (requireEnv) when it is loaded.
+import { TEST_ENV } from './support/env';
+import { createHash } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DescribeExecutionCommand,
+  ExecutionAlreadyExists,
+  SFNClient,
+  StartExecutionCommand,
+  StateMachineDoesNotExist,
+} from '@aws-sdk/client-sfn';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { run } from '../../functions/trigger/handler';
+import { AuditRepository } from '../../shared/audit';
+import type { TriggerDeps } from '../../shared/trigger/handle';
+import {
+  ARTIFACTS_BUCKET,
+  EXECUTION_ARN_PREFIX,
+  TOPIC_ARN,
+  expectedRunId,
+  sampleAppConfig,
+  sha256Of,
+  snsEvent,
+  triggerMessage,
+} from './support/fixtures';
+
+const sfnMock = mockClient(SFNClient);
+const sqsMock = mockClient(SQSClient);
+const s3Mock = mockClient(S3Client);
+const dbMock = mockClient(DynamoDBDocumentClient);
+
+const NOW = '2025-03-04T10:00:01.000Z';
+const BUILD_ID = 'sample-app-release#118';
+const RUN_ID = expectedRunId('sample-app', 'dev', BUILD_ID);
+const EXECUTION_NAME = `sample-app-dev-${RUN_ID}`;
+const EXECUTION_ARN = `${EXECUTION_ARN_PREFIX}:${EXECUTION_NAME}`;
+
+const deps: TriggerDeps = {
+  ctx: { stage: 'dev', artifactsBucket: ARTIFACTS_BUCKET },
+  maxMessageBytes: 65536,
+  stateMachineArn: TEST_ENV.STATE_MACHINE_ARN,
+  rejectionsQueueUrl: TEST_ENV.REJECTIONS_QUEUE_URL,
+  audit: new AuditRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), TEST_ENV.AUDIT_TABLE),
+  sfn: new SFNClient({}),
+  sqs: new SQSClient({}),
+  s3: new S3Client({}),
+  now: () => new Date(NOW),
+};
+
+/** The execution input the contract promises for `triggerMessage()` with its config in S3. */
+const expectedInput = (overrides: Record<string, unknown> = {}) => ({
+  schemaVersion: 1,
+  runId: RUN_ID,
+  appId: 'sample-app',
+  environment: 'dev',
+  version: '1.4.2',
+  buildId: BUILD_ID,
+  kind: 'release',
+  appConfigUri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/118/app-config.yml`,
+  artifact: {
+    s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/118/sample-app-1.4.2.tgz`,
+    sha256: 'c'.repeat(64),
+  },
+  requestedBy: 'jenkins@ci.example.com',
+  ...overrides,
+});
+
+const startedInputs = (): unknown[] =>
+  sfnMock.commandCalls(StartExecutionCommand).map((call) => JSON.parse(call.args[0].input.input ?? 'null'));
+
+const queuedBodies = (): Record<string, unknown>[] =>
+  sqsMock.commandCalls(SendMessageCommand).map((call) => JSON.parse(call.args[0].input.MessageBody ?? '{}'));
+
+const auditItems = (): Record<string, unknown>[] =>
+  dbMock.commandCalls(PutCommand).map((call) => call.args[0].input.Item ?? {});
+
+beforeEach(() => {
+  sfnMock.on(StartExecutionCommand).resolves({ executionArn: EXECUTION_ARN, startDate: new Date(NOW) });
+  sqsMock.on(SendMessageCommand).resolves({ MessageId: 'rejection-queue-message-1' });
+  s3Mock.on(PutObjectCommand).resolves({});
+  dbMock.on(PutCommand).resolves({});
+});
+
+afterEach(() => {
+  sfnMock.reset();
+  sqsMock.reset();
+  s3Mock.reset();
+  dbMock.reset();
+});
+
+describe('trigger worker', () => {
+  describe('with a valid message', () => {
+    it('starts one execution named <appId>-<environment>-<runId> with exactly the validated input', async () => {
+      const event = snsEvent(JSON.stringify(triggerMessage()));
+
+      const outcomes = await run(event, deps);
+
+      expect(outcomes).toEqual([
+        { status: 'STARTED', executionArn: EXECUTION_ARN, executionName: EXECUTION_NAME, runId: RUN_ID },
+      ]);
+      expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 1);
+      expect(sfnMock).toHaveReceivedCommandWith(StartExecutionCommand, {
+        stateMachineArn: TEST_ENV.STATE_MACHINE_ARN,
+        name: EXECUTION_NAME,
+      });
+      expect(startedInputs()).toEqual([expectedInput()]);
+      expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+      expect(s3Mock).toHaveReceivedCommandTimes(PutObjectCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+    });
+
+    it('keeps an execution name within the 80 characters Step Functions allows for the longest appId', async () => {
+      const appId = `a${'b'.repeat(38)}c`;
+      const message = triggerMessage({
+        appId,
+        appConfig: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/${appId}/app-config.yml` },
+        artifact: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/${appId}/app.tgz`, sha256: 'c'.repeat(64) },
+      });
+
+      await run(snsEvent(JSON.stringify(message)), deps);
+
+      const name = sfnMock.commandCalls(StartExecutionCommand)[0]?.args[0].input.name ?? '';
+      expect(name).toBe(`${appId}-dev-${expectedRunId(appId, 'dev', BUILD_ID)}`);
+      expect(name.length).toBeLessThanOrEqual(80);
+    });
+
+    it('stores an inline app config under inputs/<appId>/<runId>/ and passes only its URI to the execution', async () => {
+      const appConfig = sampleAppConfig();
+      appConfig.bake = {
+        ...(appConfig.bake as Record<string, unknown>),
+        chefAttributes: { sample_app: { db_password: 'planted-inline-secret-7f3a' } },
+      };
+      const raw = JSON.stringify(triggerMessage({ appConfig }));
+
+      await run(snsEvent(raw), deps);
+
+      const digest = createHash('sha256').update(JSON.stringify(appConfig)).digest('hex').slice(0, 16);
+      const key = `inputs/sample-app/${RUN_ID}/app-config-${digest}.json`;
+      expect(s3Mock).toHaveReceivedCommandTimes(PutObjectCommand, 1);
+      expect(s3Mock).toHaveReceivedCommandWith(PutObjectCommand, {
+        Bucket: ARTIFACTS_BUCKET,
+        Key: key,
+        ContentType: 'application/json',
+      });
+      const body = s3Mock.commandCalls(PutObjectCommand)[0]?.args[0].input.Body;
+      expect(JSON.parse(String(body))).toEqual(appConfig);
+      expect(startedInputs()).toEqual([expectedInput({ appConfigUri: `s3://${ARTIFACTS_BUCKET}/${key}` })]);
+      const startInput = sfnMock.commandCalls(StartExecutionCommand)[0]?.args[0].input.input ?? '';
+      expect(startInput).not.toContain('planted-inline-secret-7f3a');
+      expect(startInput).not.toContain('chefAttributes');
+    });
+
+    it('accepts a base-image-update the same way as a release', async () => {
+      const event = snsEvent(JSON.stringify(triggerMessage({ kind: 'base-image-update' })));
+
+      const [outcome] = await run(event, deps);
+
+      expect(outcome?.status).toBe('STARTED');
+      expect(startedInputs()).toEqual([expectedInput({ kind: 'base-image-update' })]);
+    });
+
+    it('falls back to the execution ARN derived from the state machine ARN when none is returned', async () => {
+      sfnMock.on(StartExecutionCommand).resolves({});
+
+      const [outcome] = await run(snsEvent(JSON.stringify(triggerMessage())), deps);
+
+      expect(outcome).toEqual({
+        status: 'STARTED',
+        executionArn: EXECUTION_ARN,
+        executionName: EXECUTION_NAME,
+        runId: RUN_ID,
+      });
+    });
+
+    it('gives every build of an app a run of its own', async () => {
+      const first = JSON.stringify(triggerMessage());
+      const second = JSON.stringify(triggerMessage({ buildId: 'sample-app-release#119' }));
+
+      const outcomes = await run(snsEvent(first, second), deps);
+
+      expect(outcomes.map((o) => o.status)).toEqual(['STARTED', 'STARTED']);
+      expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 2);
+      expect(sfnMock).toHaveReceivedNthSpecificCommandWith(2, StartExecutionCommand, {
+        name: `sample-app-dev-${expectedRunId('sample-app', 'dev', 'sample-app-release#119')}`,
+      });
+    });
+  });
+
+  describe('with a message that breaks the contract', () => {
+    const withoutField = (field: string): string => {
+      const message = triggerMessage();
+      delete message[field];
+      return JSON.stringify(message);
+    };
+    const valid = triggerMessage();
+    const oversize = JSON.stringify(
+      triggerMessage({ appConfig: { ...sampleAppConfig(), padding: 'x'.repeat(65536) } }),
+    );
+
+    it.each([
+      ['bad JSON', '{"schemaVersion": 1, "appId": ', '(message): is not valid JSON'],
+      ['a missing field', withoutField('buildId'), 'buildId: is required (string)'],
+      [
+        'a field of the wrong type',
+        JSON.stringify(triggerMessage({ version: 142 })),
+        'version: Invalid input: expected string, received number',
+      ],
+      [
+        'a wrong schemaVersion',
+        JSON.stringify(triggerMessage({ schemaVersion: 2 })),
+        'schemaVersion: Invalid input: expected 1',
+      ],
+      [
+        'an appId that breaks the pattern',
+        JSON.stringify(triggerMessage({ appId: 'Sample_App' })),
+        'appId: must match ^[a-z][a-z0-9-]{1,38}[a-z0-9]$',
+      ],
+      [
+        'a version that breaks the pattern',
+        JSON.stringify(triggerMessage({ version: '1.4.2 beta' })),
+        'version: must match ^[A-Za-z0-9._-]{1,64}$',
+      ],
+      [
+        'the environment of another stage',
+        JSON.stringify(triggerMessage({ environment: 'prod' })),
+        'environment: must be "dev" (the stage this message was sent to)',
+      ],
+      [
+        'an unknown kind',
+        JSON.stringify(triggerMessage({ kind: 'hotfix' })),
+        'kind: Invalid option: expected one of "release"|"base-image-update"',
+      ],
+      [
+        'an artifact checksum that is not SHA-256',
+        JSON.stringify(triggerMessage({ artifact: { ...(valid.artifact as object), sha256: 'ABC' } })),
+        'artifact.sha256: must be 64 lowercase hex characters (SHA-256)',
+      ],
+      ['a message over the size limit', oversize, `(message): is ${Buffer.byteLength(oversize)} bytes`],
+      [
+        'an artifact outside the artifacts bucket',
+        JSON.stringify(
+          triggerMessage({
+            artifact: {
+              s3Uri: 's3://someone-elses-bucket/inputs/sample-app/app.tgz',
+              sha256: 'c'.repeat(64),
+            },
+          }),
+        ),
+        "artifact.s3Uri: must be in the stage's artifacts bucket s3://ami-pipeline-dev-artifacts/",
+      ],
+      [
+        'an artifact outside inputs/<appId>/',
+        JSON.stringify(
+          triggerMessage({
+            artifact: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/other-app/app.tgz`, sha256: 'c'.repeat(64) },
+          }),
+        ),
+        'artifact.s3Uri: must start with s3://ami-pipeline-dev-artifacts/inputs/sample-app/',
+      ],
+      [
+        'an app config outside inputs/<appId>/',
+        JSON.stringify(
+          triggerMessage({
+            appConfig: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/other-app/app-config.yml` },
+          }),
+        ),
+        'appConfig.s3Uri: must start with s3://ami-pipeline-dev-artifacts/inputs/sample-app/',
+      ],
+      [
+        'a ".." segment that climbs out of inputs/<appId>/',
+        JSON.stringify(
+          triggerMessage({
+            artifact: {
+              s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/../other-app/app.tgz`,
+              sha256: 'c'.repeat(64),
+            },
+          }),
+        ),
+        'artifact.s3Uri: must not contain "." or ".." path segments',
+      ],
+      [
+        'an unknown extra field',
+        JSON.stringify(triggerMessage({ priority: 'high' })),
+        '(message): unknown field(s) "priority" (not in schemaVersion 1)',
+      ],
+    ])(
+      'rejects %s, naming the field and rule, and keeps it in the queue and the audit table',
+      async (_case, raw, violation) => {
+        const outcomes = await run(snsEvent(raw), deps);
+
+        expect(outcomes).toEqual([{ status: 'REJECTED', reason: expect.stringContaining(violation) }]);
+        expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+        expect(s3Mock).toHaveReceivedCommandTimes(PutObjectCommand, 0);
+        expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 1);
+        expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, {
+          QueueUrl: TEST_ENV.REJECTIONS_QUEUE_URL,
+        });
+        expect(queuedBodies()).toEqual([
+          {
+            reason: expect.stringContaining(violation),
+            violations: expect.arrayContaining([expect.stringContaining(violation)]),
+            environment: 'dev',
+            receivedAt: NOW,
+            snsMessageId: 'sns-message-1',
+            topicArn: TOPIC_ARN,
+            publishedAt: '2025-03-04T10:00:00.000Z',
+            message: raw,
+          },
+        ]);
+        expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 1);
+        expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
+          TableName: TEST_ENV.AUDIT_TABLE,
+          ConditionExpression: 'attribute_not_exists(pk)',
+          Item: expect.objectContaining({
+            pk: 'REJECTED#dev',
+            sk: `${NOW}#sns-message-1`,
+            entity: 'REJECTION',
+            status: 'REJECTED',
+            reason: expect.stringContaining(violation),
+            messageSha256: sha256Of(raw),
+            queueMessageId: 'rejection-queue-message-1',
+          }),
+        });
+      },
+    );
+
+    it('lists every violation of a message in one rejection', async () => {
+      const raw = JSON.stringify(triggerMessage({ version: '', environment: 'prod', extra: true }));
+
+      const [outcome] = await run(snsEvent(raw), deps);
+
+      expect(outcome?.status).toBe('REJECTED');
+      expect(queuedBodies()[0]?.violations).toEqual([
+        'environment: must be "dev" (the stage this message was sent to)',
+        'version: must match ^[A-Za-z0-9._-]{1,64}$',
+        '(message): unknown field(s) "extra" (not in schemaVersion 1)',
+      ]);
+    });
+
+    it('indexes the rejection by appId and buildId when those fields are themselves well-formed', async () => {
+      const raw = JSON.stringify(triggerMessage({ version: '1.4.2 beta' }));
+
+      await run(snsEvent(raw), deps);
+
+      expect(auditItems()[0]).toMatchObject({ appId: 'sample-app', buildId: BUILD_ID });
+      expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, {
+        MessageAttributes: {
+          reason: { DataType: 'String', StringValue: 'version: must match ^[A-Za-z0-9._-]{1,64}$' },
+          appId: { DataType: 'String', StringValue: 'sample-app' },
+        },
+      });
+    });
+
+    it('leaves a malformed appId out of the audit index and keeps only an excerpt of a large message', async () => {
+      const raw = JSON.stringify(
+        triggerMessage({ appId: 'Sample_App', requestedBy: `x${'y'.repeat(3000)}` }),
+      );
+
+      await run(snsEvent(raw), deps);
+
+      const item = auditItems()[0] ?? {};
+      expect(item.appId).toBeUndefined();
+      expect(item.buildId).toBe(BUILD_ID);
+      expect(item.excerpt).toBe(`${raw.slice(0, 2048)}…[truncated]`);
+      expect(queuedBodies()[0]?.message).toBe(raw);
+    });
+
+    it('propagates a failure to queue the rejection so Lambda retries the delivery', async () => {
+      sqsMock.on(SendMessageCommand).rejects(new Error('queue unavailable'));
+
+      await expect(run(snsEvent('not json'), deps)).rejects.toThrow('queue unavailable');
+      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+    });
+  });
+
+  describe('when the execution name already exists', () => {
+    const alreadyExists = () =>
+      new ExecutionAlreadyExists({ message: 'Execution Already Exists', $metadata: {} });
+
+    it('treats an SNS redelivery of the same message as a duplicate and rejects nothing', async () => {
+      sfnMock.on(StartExecutionCommand).rejects(alreadyExists());
+      // Key order differs from what the worker sends: the comparison is by content, not by text.
+      const { runId, ...rest } = expectedInput();
+      sfnMock
+        .on(DescribeExecutionCommand)
+        .resolves({ input: JSON.stringify({ ...rest, runId }), status: 'RUNNING' });
+
+      const outcomes = await run(snsEvent(JSON.stringify(triggerMessage())), deps);
+
+      expect(outcomes).toEqual([
+        { status: 'DUPLICATE', executionArn: EXECUTION_ARN, executionName: EXECUTION_NAME, runId: RUN_ID },
+      ]);
+      expect(sfnMock).toHaveReceivedCommandWith(DescribeExecutionCommand, { executionArn: EXECUTION_ARN });
+      expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+    });
+
+    it('rejects a reused build id with different content, naming buildId', async () => {
+      sfnMock.on(StartExecutionCommand).rejects(alreadyExists());
+      sfnMock
+        .on(DescribeExecutionCommand)
+        .resolves({ input: JSON.stringify(expectedInput({ version: '1.4.1' })), status: 'SUCCEEDED' });
+
+      const outcomes = await run(snsEvent(JSON.stringify(triggerMessage())), deps);
+
+      const reason = `buildId: "${BUILD_ID}" already started execution ${EXECUTION_NAME} with different content; use a new build id`;
+      expect(outcomes).toEqual([{ status: 'REJECTED', reason }]);
+      expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 1);
+      expect(queuedBodies()[0]).toMatchObject({ reason, violations: [reason] });
+      expect(auditItems()).toEqual([
+        expect.objectContaining({
+          pk: 'REJECTED#dev',
+          status: 'REJECTED',
+          appId: 'sample-app',
+          buildId: BUILD_ID,
+          reason,
+        }),
+      ]);
+    });
+
+    it('rejects as a conflict when the existing execution input cannot be read', async () => {
+      sfnMock.on(StartExecutionCommand).rejects(alreadyExists());
+      sfnMock.on(DescribeExecutionCommand).resolves({ status: 'RUNNING' });
+
+      const [outcome] = await run(snsEvent(JSON.stringify(triggerMessage())), deps);
+
+      expect(outcome).toEqual({
+        status: 'REJECTED',
+        reason: expect.stringContaining(`buildId: "${BUILD_ID}"`),
+      });
+    });
+  });
+
+  describe('with a malformed or misplaced S3 reference', () => {
+    it.each([
+      [
+        'an app config in another bucket',
+        { appConfig: { s3Uri: 's3://someone-elses-bucket/inputs/sample-app/c.yml' } },
+        "appConfig.s3Uri: must be in the stage's artifacts bucket",
+      ],
+      [
+        'an app config path with ..',
+        { appConfig: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/../other-app/c.yml` } },
+        'appConfig.s3Uri: must not contain',
+      ],
+      [
+        'an artifact URI that is not s3://',
+        { artifact: { s3Uri: 'https://example.com/app.tgz', sha256: 'c'.repeat(64) } },
+        'artifact.s3Uri: must be an s3://bucket/key URI',
+      ],
+      [
+        'an app config URI with a space',
+        { appConfig: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/my config.yml` } },
+        'appConfig.s3Uri: must be an s3://bucket/key URI',
+      ],
+    ])(
+      'rejects %s, naming the field and the rule, instead of failing the invocation',
+      async (_case, overrides, violation) => {
+        const outcomes = await run(snsEvent(JSON.stringify(triggerMessage(overrides))), deps);
+
+        expect(outcomes).toEqual([{ status: 'REJECTED', reason: expect.stringContaining(violation) }]);
+        expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+        expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 1);
+      },
+    );
+  });
+
+  describe('with a reused build id and a different inline app config', () => {
+    it('rejects it as a conflict and leaves the first run its own config object', async () => {
+      const first = sampleAppConfig();
+      const second = { ...sampleAppConfig(), shareWithAccountId: '999999999999' };
+      await run(snsEvent(JSON.stringify(triggerMessage({ appConfig: first }))), deps);
+      const firstInput = sfnMock.commandCalls(StartExecutionCommand)[0]?.args[0].input.input;
+      sfnMock
+        .on(StartExecutionCommand)
+        .rejects(new ExecutionAlreadyExists({ message: 'Execution Already Exists', $metadata: {} }));
+      sfnMock.on(DescribeExecutionCommand).resolves({ input: firstInput, status: 'RUNNING' });
+
+      const [outcome] = await run(snsEvent(JSON.stringify(triggerMessage({ appConfig: second }))), deps);
+
+      expect(outcome).toEqual({
+        status: 'REJECTED',
+        reason: expect.stringMatching(/^buildId: .*different content/),
+      });
+      const keys = s3Mock.commandCalls(PutObjectCommand).map((call) => call.args[0].input.Key);
+      expect(keys).toHaveLength(2);
+      expect(new Set(keys).size).toBe(2);
+    });
+  });
+
+  describe('when Step Functions fails for another reason', () => {
+    it('throws, so Lambda retries and the DLQ keeps the message, and records no rejection', async () => {
+      sfnMock
+        .on(StartExecutionCommand)
+        .rejects(new StateMachineDoesNotExist({ message: 'State Machine Does Not Exist', $metadata: {} }));
+
+      await expect(run(snsEvent(JSON.stringify(triggerMessage())), deps)).rejects.toThrow(
+        StateMachineDoesNotExist,
+      );
+      expect(sfnMock).toHaveReceivedCommandTimes(DescribeExecutionCommand, 0);
+      expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+    });
+
+    it('throws when the existing execution cannot be described', async () => {
+      sfnMock
+        .on(StartExecutionCommand)
+        .rejects(new ExecutionAlreadyExists({ message: 'Execution Already Exists', $metadata: {} }));
+      sfnMock.on(DescribeExecutionCommand).rejects(new Error('throttled'));
+
+      await expect(run(snsEvent(JSON.stringify(triggerMessage())), deps)).rejects.toThrow('throttled');
+      expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+    });
+  });
+});
