@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { AuditConflictError } from './errors';
 
 /**
@@ -43,6 +43,8 @@ export interface RunEvent {
   type: string;
   at: string;
   stage: string;
+  /** Distinguishes events of one type at the same instant (a command id, a resource id). */
+  id?: string;
   detail?: Record<string, unknown>;
 }
 
@@ -109,7 +111,7 @@ export class AuditRepository {
     await this.putOnce(
       {
         pk: auditKeys.runEvents(event.runId),
-        sk: `EVENT#${event.at}#${event.type}`,
+        sk: `EVENT#${event.at}#${event.type}${event.id ? `#${event.id}` : ''}`,
         entity: 'EVENT',
         ...event,
       },
@@ -131,6 +133,41 @@ export class AuditRepository {
       },
       (existing) => existing.runId === resource.runId,
     );
+  }
+
+  /** The run item for a run id (one Query on byResource, where runs are keyed `RUN#<runId>`). */
+  async findRun(runId: string): Promise<Record<string, unknown> | undefined> {
+    const { Items } = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: AUDIT_INDEXES.byResource,
+        KeyConditionExpression: 'gsi1pk = :pk AND gsi1sk = :sk',
+        ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':sk': 'RUN' },
+      }),
+    );
+    return Items?.[0];
+  }
+
+  /** Resources a run recorded, optionally of one type. */
+  async resourcesOf(runId: string, resourceType?: string): Promise<ResourceRecord[]> {
+    const items: ResourceRecord[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: {
+            ':pk': auditKeys.runEvents(runId),
+            ':prefix': resourceType ? `RESOURCE#${resourceType}#` : 'RESOURCE#',
+          },
+          ExclusiveStartKey,
+        }),
+      );
+      items.push(...((page.Items ?? []) as ResourceRecord[]));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return items;
   }
 
   async recordRejection(rejection: Rejection): Promise<void> {

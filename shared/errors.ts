@@ -61,3 +61,33 @@ export const errorName = (err: unknown): string =>
       : 'Error';
 
 export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** The bake command failed, timed out, was cancelled, produced no AMI or an invalid result. */
+export class BakeFailedError extends PipelineError {
+  override readonly name = 'BakeFailedError';
+}
+
+/** The provision command (terraform) failed or produced an invalid result. */
+export class ProvisionFailedError extends PipelineError {
+  override readonly name = 'ProvisionFailedError';
+}
+
+/** The validate command (InSpec) failed, or failed controls exceeded the app's limit. */
+export class ValidationFailedError extends PipelineError {
+  override readonly name = 'ValidationFailedError';
+}
+
+/** Tagging, encrypting or sharing the AMI failed. */
+export class DistributionFailedError extends PipelineError {
+  override readonly name = 'DistributionFailedError';
+}
+
+/** No builder instance is online for the stage's targets. */
+export class NoBuilderAvailableError extends PipelineError {
+  override readonly name = 'NoBuilderAvailableError';
+}
+
+/** A command event or lookup names no task the pipeline is waiting for. */
+export class UnknownCommandError extends PipelineError {
+  override readonly name = 'UnknownCommandError';
+}

@@ -8,7 +8,7 @@ import { checkRules, type Rules } from './config/rules';
 import type { StageConfig } from './config/stage';
 import { AppConfigInvalidError, AppConfigNotFoundError } from './errors';
 import { logger } from './logger';
-import { runConfigParameterName, storeRunConfig } from './run-config';
+import { runConfigParameterName, storeRunConfig, type RunConfig } from './run-config';
 import { executionInputSchema, parseS3Uri } from './trigger/message';
 import { describeIssues } from './validation';
 
@@ -83,7 +83,7 @@ export const preProvision = async (
   );
 
   const tags = resourceTags(trigger.runId, trigger.appId, deps.stage.stage);
-  const runConfig = {
+  const runConfig: RunConfig = {
     schemaVersion: 1,
     run: {
       runId: trigger.runId,

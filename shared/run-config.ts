@@ -1,12 +1,17 @@
 import {
   AddTagsToResourceCommand,
+  GetParameterCommand,
   ParameterAlreadyExists,
   ParameterTier,
   ParameterType,
   PutParameterCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { RunConfigTooLargeError } from './errors';
+import { z } from 'zod';
+import { appConfigSchema } from './config/app';
+import { ConfigurationError, RunConfigTooLargeError } from './errors';
+import { executionInputSchema } from './trigger/message';
+import { describeIssues } from './validation';
 
 /** SSM limits: standard parameters hold 4 KB, advanced ones 8 KB. */
 export const STANDARD_TIER_MAX_BYTES = 4096;
@@ -59,4 +64,48 @@ export const storeRunConfig = async (
     new AddTagsToResourceCommand({ ResourceType: 'Parameter', ResourceId: params.name, Tags: tags }),
   );
   return { name: params.name, version: out.Version ?? 1, tier, bytes };
+};
+
+/** The run config as pre-provision writes it and later workers read it back. */
+export const runConfigSchema = z.object({
+  schemaVersion: z.literal(1),
+  run: z.object({
+    runId: z.string(),
+    executionArn: z.string(),
+    startedAt: z.string(),
+    stage: z.string(),
+    region: z.string(),
+  }),
+  release: executionInputSchema.pick({
+    appId: true,
+    environment: true,
+    version: true,
+    buildId: true,
+    kind: true,
+    requestedBy: true,
+    artifact: true,
+    appConfigUri: true,
+  }),
+  app: appConfigSchema,
+  platform: z.object({
+    kmsKeyArn: z.string(),
+    artifactsBucket: z.string(),
+    reportsBucket: z.string(),
+    logsBucket: z.string(),
+    tags: z.record(z.string(), z.string()),
+  }),
+});
+
+export type RunConfig = z.infer<typeof runConfigSchema>;
+
+/** Reads and decrypts a run's config; the value is never logged or returned to the state machine. */
+export const loadRunConfig = async (ssm: SSMClient, name: string): Promise<RunConfig> => {
+  const out = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
+  const parsed = runConfigSchema.safeParse(JSON.parse(out.Parameter?.Value ?? 'null'));
+  if (!parsed.success) {
+    throw new ConfigurationError(
+      `run config ${name} does not match its schema: ${describeIssues(parsed.error).join('; ')}`,
+    );
+  }
+  return parsed.data;
 };

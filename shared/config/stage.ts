@@ -36,6 +36,31 @@ export const stageConfigSchema = z.strictObject({
   stateMachine: z.strictObject({
     logLevel: z.enum(['ERROR', 'ALL']).default('ERROR'),
   }),
+  /** Where SSM runs Packer/Terraform/InSpec: fixed instances, or any online instance with a tag. */
+  builder: z.strictObject({
+    targets: z.union([
+      z.strictObject({
+        instanceIds: z.array(z.string().regex(/^(i|mi)-[a-f0-9]{8,17}$/, 'must be an instance id')).min(1),
+      }),
+      z.strictObject({
+        tag: z.strictObject({
+          key: z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,128}$/),
+          value: z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{0,256}$/),
+        }),
+      }),
+    ]),
+  }),
+  /**
+   * Each long-running stage's state timeout (seconds). The SSM command's executionTimeout is set
+   * below it, so the command ends (and reports) before the state gives up.
+   */
+  commands: z.strictObject({
+    bake: z.strictObject({ timeoutSeconds: z.number().int().min(2).max(172800) }),
+    provision: z.strictObject({ timeoutSeconds: z.number().int().min(2).max(172800) }),
+    validate: z.strictObject({ timeoutSeconds: z.number().int().min(2).max(172800) }),
+    /** A token stage fails when no heartbeat arrives for this long; the reconciler beats every 5 minutes. */
+    heartbeatSeconds: z.number().int().min(2).max(86400),
+  }),
   audit: z.strictObject({
     /** Deletion protection on the audit table; keep it on wherever auditors rely on the table. */
     deletionProtection: z.boolean().default(true),

@@ -25,6 +25,15 @@ const SCENARIOS = {
   duplicate: 'the same trigger delivered three times: one run',
   'lock-contention': 'two builds of the same app at once: the second waits for the first',
   rejected: 'a malformed trigger: kept in the rejections queue and the audit table, nothing starts',
+  'bake-fails': 'Packer fails after making an AMI: compensation removes the AMI and its snapshot',
+  'no-ami': 'Packer exits 0 without an AMI: the bake fails, nothing is left',
+  'inspec-fails':
+    'InSpec finds more failed controls than allowed: green stack destroyed, AMI, shares and grant removed',
+  'provision-fails': 'terraform apply fails half-way: the partial green stack is destroyed',
+  'unencrypted-ami':
+    'the baked AMI is not encrypted with the stage key: Distribute replaces it with an encrypted copy',
+  'lost-event': "the bake's completion event is lost: the scheduled reconciler completes the stage",
+  'long-bake': 'a 5-minute and a 5-hour bake: same state transitions, only heartbeats differ',
 } as const;
 type Scenario = keyof typeof SCENARIOS;
 
@@ -192,6 +201,55 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
       expectation = (ex) => ex.length === 0;
       break;
     }
+    case 'bake-fails':
+    case 'no-ami':
+    case 'inspec-fails':
+    case 'provision-fails': {
+      const setups = {
+        'bake-fails': ['bake', { outcome: 'fail-after-ami' }, 'BakeFailedError'],
+        'no-ami': ['bake', { outcome: 'no-ami' }, 'BakeFailedError'],
+        'inspec-fails': ['validate', { outcome: 'success', failedControls: 7 }, 'ValidationFailedError'],
+        'provision-fails': ['provision', { outcome: 'fail' }, 'ProvisionFailedError'],
+      } as const;
+      const [step, behaviour, error] = setups[scenario];
+      pipeline.commands.setScenario('sample-app', step, behaviour);
+      publish(await message(buildId, '1.3.0'), `sample-app 1.3.0, build ${buildId}`);
+      expectation = (ex) => ex.length === 1 && ex[0]?.error === error && nothingLeft(pipeline, ex[0]);
+      break;
+    }
+    case 'unencrypted-ami': {
+      pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', unencrypted: true });
+      publish(await message(buildId, '1.4.0'), `sample-app 1.4.0, build ${buildId}`);
+      expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
+      break;
+    }
+    case 'lost-event': {
+      pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', loseEvent: true });
+      publish(await message(buildId, '1.5.0'), `sample-app 1.5.0, build ${buildId}`);
+      await pipeline.until(
+        () =>
+          [...pipeline.commands.commands.values()].some((c) => c.step === 'bake' && c.status === 'Success'),
+        'the bake command to end',
+      );
+      console.log(
+        `${bold('→ the bake command ended; its event never arrives.')} ${dim('Running the reconciler…')}`,
+      );
+      await pipeline.reconcile();
+      expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
+      break;
+    }
+    case 'long-bake': {
+      pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', simulatedSeconds: 300 });
+      publish(await message(`${buildId}-5m`, '1.6.0'), 'sample-app 1.6.0 with a 5-minute bake');
+      await pipeline.settle();
+      pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', simulatedSeconds: 5 * 3600 });
+      publish(await message(`${buildId}-5h`, '1.6.1'), 'sample-app 1.6.1 with a 5-hour bake');
+      expectation = (ex) =>
+        ex.length === 2 &&
+        ex.every((e) => e.status === 'SUCCEEDED') &&
+        transitions(pipeline, ex[0]!) === transitions(pipeline, ex[1]!);
+      break;
+    }
   }
 
   await pipeline.settle();
@@ -228,19 +286,38 @@ const printRun = async (pipeline: LocalPipeline, execution: ExecutionRecord) => 
   }
   for (const item of items) {
     if (item.entity === 'RESOURCE') {
-      const detail = (item.detail ?? {}) as Record<string, unknown>;
-      console.log(
-        `  RESOURCE  ${String(item.resourceType).padEnd(10)} ${String(item.resourceId)}  v${String(detail.version)} ${String(detail.tier)}`,
-      );
+      console.log(`  RESOURCE  ${String(item.resourceType).padEnd(19)} ${String(item.resourceId)}`);
     } else {
-      console.log(`  EVENT     ${String(item.type).padEnd(10)} ${String(item.at)}`);
+      const detail = (item.detail ?? {}) as Record<string, unknown>;
+      const what = detail.action ? `${String(detail.action)} ${String(detail.resource)}` : '';
+      console.log(`  EVENT     ${String(item.type).padEnd(19)} ${String(item.at)}  ${what}`);
     }
   }
   const outcome = pipeline.outcomes().find((o) => o.runId === runId);
   if (outcome)
     console.log(dim(`  outcome notification: ${String(outcome.status)} → ${pipeline.name('OutcomeTopic')}`));
+  const heartbeats = pipeline.sfn.heartbeatsOf(execution.executionArn);
+  console.log(
+    dim(
+      `  cost: ${transitions(pipeline, execution)} state transitions, ${heartbeats} heartbeats (not transitions)`,
+    ),
+  );
+  if (execution.status !== 'SUCCEEDED') {
+    const left = pipeline.leftovers(runId);
+    const total = Object.values(left).reduce((n, list) => n + list.length, 0);
+    console.log(
+      total === 0 ? green('  left behind: nothing') : red(`  left behind: ${JSON.stringify(left)}`),
+    );
+  }
   console.log('');
 };
+
+/** State transitions of an execution (states entered): what Step Functions bills. */
+const transitions = (pipeline: LocalPipeline, execution: ExecutionRecord): number =>
+  pipeline.path(execution.executionArn).length;
+
+const nothingLeft = (pipeline: LocalPipeline, execution: ExecutionRecord): boolean =>
+  Object.values(pipeline.leftovers(execution.name.split('-').pop() ?? '')).every((list) => list.length === 0);
 
 const printRejections = async (pipeline: LocalPipeline, scenario: Scenario) => {
   if (scenario !== 'rejected' && scenario !== 'duplicate') return;

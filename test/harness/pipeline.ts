@@ -1,30 +1,57 @@
 import './polyfills';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import {
+  CopyImageCommand,
+  CreateTagsCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  EC2Client,
+  ModifyImageAttributeCommand,
+  ModifySnapshotAttributeCommand,
+} from '@aws-sdk/client-ec2';
+import { CreateGrantCommand, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import {
+  DescribeExecutionCommand,
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   AddTagsToResourceCommand,
+  CancelCommandCommand,
+  DescribeInstanceInformationCommand,
   GetParameterCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
   PutParameterCommand,
+  SendCommandCommand,
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import type { SNSEvent } from 'aws-lambda';
 import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
 import { auditKeys, AUDIT_INDEXES } from '../../shared/audit';
+import { parseYaml } from '../../shared/config/files';
 import { loadStageConfig } from '../../shared/config/stage';
 import { startEmulators, type Emulators } from './emulators';
 import { LambdaRuntime } from './lambda';
+import { CommandsSim, type StatusChangeEvent } from './sim/commands';
+import { Ec2Sim } from './sim/ec2';
 import { KmsSim } from './sim/kms';
 import { StepFunctionsSim, type ExecutionEvent, type ExecutionRecord, type TaskHook } from './sim/sfn';
 import { SnsSim, type PublishedMessage } from './sim/sns';
 import { ParameterStoreSim } from './sim/ssm';
 import { SqsSim } from './sim/sqs';
-import { LocalTemplate, REPO_ROOT } from './template';
+import { LOCAL_ACCOUNT_ID, LocalTemplate, REPO_ROOT } from './template';
 
 export interface LocalPipelineOptions {
   stage?: string;
@@ -37,7 +64,25 @@ export interface LocalPipelineOptions {
   onEvent?: (execution: ExecutionRecord, event: ExecutionEvent) => void;
   /** Powertools log level for the handlers (default SILENT: the harness prints its own progress). */
   logLevel?: string;
+  /** Changes to config/<stage>.yml for this harness (e.g. short command timeouts), merged and validated. */
+  stageOverrides?: Record<string, unknown>;
 }
+
+/** Merges `overrides` into `base` object by object (arrays and scalars replace). */
+const deepMerge = (base: unknown, overrides: unknown): unknown => {
+  if (!overrides || typeof overrides !== 'object' || Array.isArray(overrides)) return overrides;
+  const result: Record<string, unknown> = {
+    ...(base && typeof base === 'object' ? (base as Record<string, unknown>) : {}),
+  };
+  for (const [key, value] of Object.entries(overrides)) result[key] = deepMerge(result[key], value);
+  return result;
+};
+
+/** The builder the simulated SSM knows (tagged as the stage config's targets expect). */
+const builderFor = (stage: string) => ({
+  instanceId: 'i-0b5e1d3a7c9f24e68',
+  tags: { 'ami-pipeline:builder': stage },
+});
 
 type AnyStub = Pick<AwsStub<object, { $metadata: object }, object>, 'restore'>;
 
@@ -56,8 +101,10 @@ export class LocalPipeline {
   readonly ssm = new ParameterStoreSim(this.kms);
   readonly sqs = new SqsSim();
   readonly sns = new SnsSim();
+  readonly ec2 = new Ec2Sim();
   readonly lambda = new LambdaRuntime();
   readonly sfn: StepFunctionsSim;
+  readonly commands: CommandsSim;
   readonly db: DynamoDBDocumentClient;
   readonly s3: S3Client;
   private readonly stubs: AnyStub[] = [];
@@ -83,12 +130,41 @@ export class LocalPipeline {
       ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
+    this.commands = new CommandsSim({
+      repoRoot: REPO_ROOT,
+      stage: template.stage.stage,
+      region: template.stage.region,
+      accountId: LOCAL_ACCOUNT_ID,
+      kmsKeyArn: template.resource('PipelineKey').arn,
+      builders: [builderFor(template.stage.stage)],
+      parameters: this.ssm,
+      ec2: this.ec2,
+      s3: this.s3,
+      emit: (event) => this.deliverEvent(event),
+      tick: async () => {
+        await this.reconcile();
+      },
+    });
   }
 
   static async start(options: LocalPipelineOptions = {}): Promise<LocalPipeline> {
-    const stage = loadStageConfig(options.stage ?? 'dev', path.join(REPO_ROOT, 'config'));
-    const template = new LocalTemplate(stage);
+    const stageName = options.stage ?? 'dev';
     const scratchDir = mkdtempSync(path.join(tmpdir(), 'ami-pipeline-'));
+    // The handlers read config/ at cold start; with overrides they read a merged copy instead.
+    let configDir = path.join(REPO_ROOT, 'config');
+    if (options.stageOverrides) {
+      configDir = path.join(scratchDir, 'config');
+      rmSync(configDir, { recursive: true, force: true });
+      mkdirSync(configDir);
+      const base = parseYaml(readFileSync(path.join(REPO_ROOT, 'config', `${stageName}.yml`), 'utf8'));
+      writeFileSync(
+        path.join(configDir, `${stageName}.yml`),
+        JSON.stringify(deepMerge(base, options.stageOverrides)),
+      );
+      copyFileSync(path.join(REPO_ROOT, 'config/rules.yml'), path.join(configDir, 'rules.yml'));
+    }
+    const stage = loadStageConfig(stageName, configDir);
+    const template = new LocalTemplate(stage);
     const emulators = await startEmulators({
       scratchDir,
       ...(options.stateDir ? { stateDir: options.stateDir } : {}),
@@ -109,7 +185,7 @@ export class LocalPipeline {
       // s3rver stores aws-chunked bodies verbatim: only send checksums when an API requires them.
       AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-      CONFIG_DIR: path.join(REPO_ROOT, 'config'),
+      CONFIG_DIR: configDir,
       POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'SILENT',
       POWERTOOLS_DEV: 'true',
     };
@@ -168,10 +244,51 @@ export class LocalPipeline {
   async settle(): Promise<ExecutionRecord[]> {
     for (;;) {
       await this.sns.idle();
+      await this.commands.idle();
       await this.sfn.idle();
-      if (this.sfn.list().every((e) => e.status !== 'RUNNING')) break;
+      // Work can start while waiting on another part (a cancel's event, a redelivery): stop only
+      // when all of it is quiet at once.
+      if (!this.sns.busy() && !this.commands.busy() && this.sfn.list().every((e) => e.status !== 'RUNNING'))
+        break;
     }
     return this.sfn.list();
+  }
+
+  /** Polls until `predicate` holds (for states in between, e.g. a command ended but its event was lost). */
+  async until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 15000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await predicate())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** One scheduled run of the reconciler worker (EventBridge Scheduler's job in AWS). */
+  async reconcile(): Promise<unknown> {
+    return this.lambda.invoke('reconciler', {
+      source: 'aws.events',
+      'detail-type': 'Scheduled Event',
+      detail: {},
+    });
+  }
+
+  /** Everything a run could leave behind in the simulated account. */
+  leftovers(runId: string) {
+    const tagged = (tags: Record<string, string>) => tags['ami-pipeline:run-id'] === runId;
+    return {
+      images: [...this.ec2.images.values()].filter((i) => tagged(i.tags)).map((i) => i.imageId),
+      snapshots: [...this.ec2.snapshots.values()].filter((s) => tagged(s.tags)).map((s) => s.snapshotId),
+      grants: [...this.kms.grants.values()]
+        .filter((g) => g.name === `ami-pipeline-${runId}`)
+        .map((g) => g.grantId),
+      stacks: this.commands.stacks.has(runId) ? [runId] : [],
+      runningCommands: [...this.commands.commands.values()]
+        .filter(
+          (c) =>
+            c.comment.includes(runId) && !['Success', 'Failed', 'Cancelled', 'TimedOut'].includes(c.status),
+        )
+        .map((c) => c.commandId),
+    };
   }
 
   /** Names of the states an execution entered, in order. */
@@ -295,24 +412,80 @@ export class LocalPipeline {
     this.sqs.createQueue(this.name('TriggerDeadLetterQueue'));
   }
 
-  /** Sends the handlers' SDK calls for services without an emulator to the stand-ins. */
+  /**
+   * Sends the handlers' SDK calls for services without an emulator to the stand-ins. Each fake is
+   * async, as `client.send` is: a stand-in's error becomes a rejected promise, not a synchronous throw.
+   */
   private routeClients(): void {
     const sfn = mockClient(SFNClient);
     sfn.onAnyCommand().rejects(new Error('Step Functions call not simulated by the harness'));
-    sfn.on(StartExecutionCommand).callsFake((input) => this.sfn.startExecution(input));
-    sfn.on(DescribeExecutionCommand).callsFake((input) => this.sfn.describeExecution(input));
+    sfn.on(StartExecutionCommand).callsFake(async (input) => this.sfn.startExecution(input));
+    sfn.on(DescribeExecutionCommand).callsFake(async (input) => this.sfn.describeExecution(input));
 
     const sqs = mockClient(SQSClient);
     sqs.onAnyCommand().rejects(new Error('SQS call not simulated by the harness'));
-    sqs.on(SendMessageCommand).callsFake((input) => this.sqs.sendMessage(input));
+    sqs.on(SendMessageCommand).callsFake(async (input) => this.sqs.sendMessage(input));
 
     const ssm = mockClient(SSMClient);
     ssm.onAnyCommand().rejects(new Error('SSM call not simulated by the harness'));
-    ssm.on(PutParameterCommand).callsFake((input) => this.ssm.putParameter(input));
-    ssm.on(GetParameterCommand).callsFake((input) => this.ssm.getParameter(input));
-    ssm.on(AddTagsToResourceCommand).callsFake((input) => this.ssm.addTagsToResource(input));
+    ssm.on(PutParameterCommand).callsFake(async (input) => this.ssm.putParameter(input));
+    ssm.on(GetParameterCommand).callsFake(async (input) => this.ssm.getParameter(input));
+    ssm.on(AddTagsToResourceCommand).callsFake(async (input) => this.ssm.addTagsToResource(input));
 
-    this.stubs.push(sfn as unknown as AnyStub, sqs as unknown as AnyStub, ssm as unknown as AnyStub);
+    sfn.on(SendTaskSuccessCommand).callsFake(async (input) => this.sfn.sendTaskSuccess(input));
+    sfn.on(SendTaskFailureCommand).callsFake(async (input) => this.sfn.sendTaskFailure(input));
+    sfn.on(SendTaskHeartbeatCommand).callsFake(async (input) => this.sfn.sendTaskHeartbeat(input));
+
+    ssm.on(SendCommandCommand).callsFake(async (input) => this.commands.sendCommand(input));
+    ssm.on(CancelCommandCommand).callsFake(async (input) => this.commands.cancelCommand(input));
+    ssm.on(ListCommandsCommand).callsFake(async (input) => this.commands.listCommands(input));
+    ssm
+      .on(ListCommandInvocationsCommand)
+      .callsFake(async (input) => this.commands.listCommandInvocations(input));
+    ssm
+      .on(DescribeInstanceInformationCommand)
+      .callsFake(async (input) => this.commands.describeInstanceInformation(input));
+
+    const ec2 = mockClient(EC2Client);
+    ec2.onAnyCommand().rejects(new Error('EC2 call not simulated by the harness'));
+    ec2.on(DescribeImagesCommand).callsFake(async (input) => this.ec2.describeImages(input));
+    ec2.on(DescribeSnapshotsCommand).callsFake(async (input) => this.ec2.describeSnapshots(input));
+    ec2.on(CreateTagsCommand).callsFake(async (input) => this.ec2.createTags(input));
+    ec2.on(ModifyImageAttributeCommand).callsFake(async (input) => this.ec2.modifyImageAttribute(input));
+    ec2
+      .on(ModifySnapshotAttributeCommand)
+      .callsFake(async (input) => this.ec2.modifySnapshotAttribute(input));
+    ec2.on(CopyImageCommand).callsFake(async (input) => this.ec2.copyImage(input));
+    ec2.on(DeregisterImageCommand).callsFake(async (input) => this.ec2.deregisterImage(input));
+    ec2.on(DeleteSnapshotCommand).callsFake(async (input) => this.ec2.deleteSnapshot(input));
+
+    const kms = mockClient(KMSClient);
+    kms.onAnyCommand().rejects(new Error('KMS call not simulated by the harness'));
+    kms.on(CreateGrantCommand).callsFake(async (input) => this.kms.createGrant(input));
+    kms.on(RevokeGrantCommand).callsFake(async (input) => this.kms.revokeGrant(input));
+
+    this.stubs.push(
+      sfn as unknown as AnyStub,
+      sqs as unknown as AnyStub,
+      ssm as unknown as AnyStub,
+      ec2 as unknown as AnyStub,
+      kms as unknown as AnyStub,
+    );
+  }
+
+  /** EventBridge → command-completed, with Lambda's async-invoke retries. */
+  private async deliverEvent(event: StatusChangeEvent): Promise<void> {
+    const attempts = 1 + this.lambda.definition('commandCompleted').maximumRetryAttempts;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      try {
+        await this.lambda.invoke('commandCompleted', event);
+        return;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
   }
 
   /** The trigger topic's Lambda subscription, with async-invoke retries and the DLQ. */

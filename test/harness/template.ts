@@ -13,6 +13,9 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 export const LOCAL_ACCOUNT_ID = '000000000000';
 
+/** Stands in for config/assets.cjs's content-addressed prefix (nothing runs the scripts locally). */
+export const LOCAL_ASSETS_PREFIX = 'tooling/local';
+
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export interface LocalResource {
@@ -85,6 +88,23 @@ export class LocalTemplate {
       ArtifactsBucket: bucket(`ami-pipeline-${s}-artifacts-${accountId}-${region}`),
       ReportsBucket: bucket(`ami-pipeline-${s}-reports-${accountId}-${region}`),
       LogsBucket: bucket(`ami-pipeline-${s}-logs-${accountId}-${region}`),
+      TerraformLockTable: {
+        ref: `ami-pipeline-${s}-tflock`,
+        arn: arn('dynamodb', `table/ami-pipeline-${s}-tflock`),
+      },
+      CommandLogGroup: {
+        ref: `/ami-pipeline/${s}/commands`,
+        arn: arn('logs', `log-group:/ami-pipeline/${s}/commands`),
+      },
+      BakeDocument: { ref: `ami-pipeline-${s}-bake`, arn: arn('ssm', `document/ami-pipeline-${s}-bake`) },
+      ProvisionDocument: {
+        ref: `ami-pipeline-${s}-provision`,
+        arn: arn('ssm', `document/ami-pipeline-${s}-provision`),
+      },
+      ValidateDocument: {
+        ref: `ami-pipeline-${s}-validate`,
+        arn: arn('ssm', `document/ami-pipeline-${s}-validate`),
+      },
       AmiPipelineStateMachine: {
         ref: arn('states', `stateMachine:ami-pipeline-${s}`),
         arn: arn('states', `stateMachine:ami-pipeline-${s}`),
@@ -152,7 +172,12 @@ export class LocalTemplate {
 
   /** Resolves `${sls:stage}`, `${self:custom.stage.*}`, `${self:service}`, Ref, Fn::GetAtt and Fn::Sub. */
   resolve(value: Json): Json {
-    if (typeof value === 'string') return this.resolveString(value);
+    if (typeof value === 'string') {
+      // A value that is one variable keeps the variable's type (a number stays a number), as in Serverless.
+      const whole = /^\$\{self:custom\.stage\.([A-Za-z0-9.]+)\}$/.exec(value);
+      if (whole?.[1]) return this.stageValue(whole[1]) as Json;
+      return this.resolveString(value);
+    }
     if (Array.isArray(value)) return value.map((v) => this.resolve(v));
     if (value === null || typeof value !== 'object') return value;
     if ('Ref' in value) return this.resolveRef(String(value.Ref));
@@ -185,17 +210,22 @@ export class LocalTemplate {
 
   private resolveString(text: string): string {
     return text.replace(
-      /\$\{(sls:stage|self:service|self:custom\.stage\.[A-Za-z0-9.]+)\}/g,
+      /\$\{(sls:stage|self:service|self:custom\.assetsPrefix|self:custom\.stage\.[A-Za-z0-9.]+)\}/g,
       (_, name: string) => {
         if (name === 'sls:stage') return this.stage.stage;
         if (name === 'self:service') return 'ami-pipeline';
-        const value = name
-          .slice('self:custom.stage.'.length)
-          .split('.')
-          .reduce<unknown>((obj, part) => (obj as Record<string, unknown> | undefined)?.[part], this.stage);
-        if (value === undefined) throw new Error(`\${${name}} is not set in config/${this.stage.stage}.yml`);
-        return String(value);
+        if (name === 'self:custom.assetsPrefix') return LOCAL_ASSETS_PREFIX;
+        return String(this.stageValue(name.slice('self:custom.stage.'.length)));
       },
     );
+  }
+
+  private stageValue(dotted: string): unknown {
+    const value = dotted
+      .split('.')
+      .reduce<unknown>((obj, part) => (obj as Record<string, unknown> | undefined)?.[part], this.stage);
+    if (value === undefined)
+      throw new Error(`\${self:custom.stage.${dotted}} is not set in config/${this.stage.stage}.yml`);
+    return value;
   }
 }

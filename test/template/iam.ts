@@ -1,4 +1,4 @@
-import { asList, at, isObject, type CfnResource, type Json, type JsonObject } from './stack';
+import { asList, at, isObject, renderArn, type CfnResource, type Json, type JsonObject } from './stack';
 
 /** `*` or a whole service (`s3:*`); partial wildcards such as `s3:Get*` are not matched here. */
 const WILDCARD_ACTION = /^(\*|[a-z0-9-]+:\*)$/i;
@@ -55,3 +55,42 @@ export const resourcesGranted = (statements: JsonObject[], action: string): Json
         strings(statement.Action).some((a) => a.toLowerCase() === action.toLowerCase()),
     )
     .flatMap((statement) => asList(statement.Resource));
+
+const escapeRegExp = (text: string): string => text.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+
+/** Whether an IAM Action pattern (`*` and `?` wildcards, case-insensitive, as IAM reads it) covers `action`. */
+export const actionMatches = (pattern: string, action: string): boolean =>
+  new RegExp(
+    `^${pattern
+      .split('')
+      .map((char) => (char === '*' ? '.*' : char === '?' ? '.' : escapeRegExp(char)))
+      .join('')}$`,
+    'i',
+  ).test(action);
+
+/** Whether any Allow statement covers `action`, through a wildcard too, on whatever resource. */
+export const allows = (statements: JsonObject[], action: string): boolean =>
+  statements.some(
+    (statement) =>
+      statement.Effect === 'Allow' &&
+      strings(statement.Action).some((pattern) => actionMatches(pattern, action)),
+  );
+
+/**
+ * Everything the Allow statements grant, one sorted line per action and resource:
+ * `action resource`, then ` if <condition as JSON>` when the statement has one. A role's whole
+ * permission set in a form a test can compare exactly. Actions of the `ignoredServices` prefixes
+ * (e.g. the framework's own `logs:` and `xray:` statements) are left out.
+ */
+export const grantLines = (statements: JsonObject[], ignoredServices: readonly string[] = []): string[] =>
+  statements
+    .filter((statement) => statement.Effect === 'Allow')
+    .flatMap((statement) => {
+      const condition = statement.Condition === undefined ? '' : ` if ${JSON.stringify(statement.Condition)}`;
+      return strings(statement.Action)
+        .filter((action) => !ignoredServices.some((service) => action.startsWith(`${service}:`)))
+        .flatMap((action) =>
+          asList(statement.Resource).map((resource) => `${action} ${renderArn(resource)}${condition}`),
+        );
+    })
+    .sort();

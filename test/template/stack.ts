@@ -200,3 +200,13 @@ export const danglingReferences = (template: CfnTemplate): string[] => {
   visit(template.Outputs ?? {}, 'Outputs');
   return dangling;
 };
+
+const RATE_UNIT_SECONDS: Record<string, number> = { minute: 60, hour: 3600, day: 86400 };
+
+/** Seconds between runs of an EventBridge `rate(n unit)` expression; throws for anything else (cron). */
+export const rateSeconds = (expression: string): number => {
+  const match = /^rate\((\d+) (minute|hour|day)s?\)$/.exec(expression);
+  const unit = RATE_UNIT_SECONDS[match?.[2] ?? ''];
+  if (match === null || unit === undefined) throw new Error(`not a rate expression: ${expression}`);
+  return Number(match[1]) * unit;
+};

@@ -1,22 +1,43 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { CommandStatus } from '@aws-sdk/client-ssm';
 import { parseDocument } from 'yaml';
+import { FAILURE_ERRORS, TERMINAL_STATUSES } from '../../shared/commands/complete';
+import {
+  COMMAND_STEPS,
+  DOCUMENT_PARAMETERS,
+  documentName,
+  PARAMETER_PATTERNS,
+  type CommandStep,
+} from '../../shared/commands/contract';
+import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { loadStageConfig } from '../../shared/config/stage';
 import { ConfigurationError } from '../../shared/errors';
-import { allStates } from './asl';
-import { IAM_POLICY_TYPES, iamViolations, policyStatements, resourcesGranted } from './iam';
+import { allStates, findCycle, functionOf, parseDefinition, reachableFrom } from './asl';
+import {
+  actionMatches,
+  allows,
+  grantLines,
+  IAM_POLICY_TYPES,
+  iamViolations,
+  policyStatements,
+  resourcesGranted,
+} from './iam';
+import { secretLookingVariables } from './secrets';
 import {
   asList,
   at,
   danglingReferences,
   isObject,
   PackagedStack,
+  rateSeconds,
   renderArn,
   REPO_ROOT,
   runServerless,
   STAGE_KEY_ARN,
   zipEntries,
+  type CfnResource,
   type CfnTemplate,
   type Json,
   type JsonObject,
@@ -24,7 +45,44 @@ import {
 
 const STAGES = ['dev', 'prod'];
 const PIPELINE_BUCKETS = ['ArtifactsBucket', 'ReportsBucket', 'LogsBucket'];
-const FUNCTION_LOGICAL_IDS = ['TriggerLambdaFunction', 'LockLambdaFunction', 'PreProvisionLambdaFunction'];
+/** Every function of serverless.yml, by its name there (the zip and the logical ids derive from it). */
+const FUNCTIONS = [
+  'trigger',
+  'lock',
+  'preProvision',
+  'bake',
+  'distribute',
+  'provision',
+  'validate',
+  'commandCompleted',
+  'reconciler',
+  'compensate',
+];
+/** `commandCompleted` → `CommandCompleted`, the prefix of the framework's logical ids for a function. */
+const capitalized = (name: string): string => `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
+const FUNCTION_LOGICAL_IDS = FUNCTIONS.map((fn) => `${capitalized(fn)}LambdaFunction`);
+/** The per-function role serverless-iam-roles-per-function makes. */
+const roleOf = (fn: string): string => `${capitalized(fn)}IamRoleLambdaExecution`;
+const ROLE_LOGICAL_IDS = FUNCTIONS.map(roleOf);
+/** The callback states and the worker each one invokes (DestroyGreenStack runs provision in destroy mode). */
+const TOKEN_STATES: [state: string, step: CommandStep, fn: string][] = [
+  ['Bake', 'bake', 'BakeLambdaFunction'],
+  ['Provision', 'provision', 'ProvisionLambdaFunction'],
+  ['Validate', 'validate', 'ValidateLambdaFunction'],
+  ['DestroyGreenStack', 'provision', 'ProvisionLambdaFunction'],
+];
+/**
+ * Errors of the Lambda service itself (the invocation never ran or its answer was lost) that AWS
+ * recommends every Lambda task retry. Retrying them cannot re-run a command that failed.
+ */
+const LAMBDA_SERVICE_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+];
+/** The framework adds these to every role (log streams, X-Ray); other tests cover them. */
+const FRAMEWORK_SERVICES = ['logs', 'xray'];
 
 /**
  * The only actions any role may be allowed on `Resource: "*"`: AWS defines no resource type for
@@ -48,6 +106,16 @@ const RESOURCE_STAR_ACTIONS = [
   'logs:PutResourcePolicy',
   'logs:DescribeResourcePolicies',
   'logs:DescribeLogGroups',
+  // Run Command reads and cancellation: the Service Authorization Reference (list_awssystemsmanager)
+  // gives ListCommands, ListCommandInvocations, DescribeInstanceInformation and CancelCommand no
+  // resource type. SendCommand has one (document, instance) and stays scoped.
+  'ssm:ListCommands',
+  'ssm:ListCommandInvocations',
+  'ssm:DescribeInstanceInformation',
+  'ssm:CancelCommand',
+  // EC2 Describe* calls have no resource type (list_amazonec2); the mutations stay on tagged ARNs.
+  'ec2:DescribeImages',
+  'ec2:DescribeSnapshots',
 ];
 
 const getAttArn = (logicalId: string): Json => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
@@ -60,6 +128,32 @@ const sameForAll = (logicalIds: string[], expected: unknown): Record<string, unk
   Object.fromEntries(logicalIds.map((id) => [id, expected]));
 
 const ids = (entries: [string, unknown][]): string[] => entries.map(([id]) => id);
+
+/** Every logical id an `Fn::GetAtt` inside `value` points at. */
+const getAttTargets = (value: Json | undefined): string[] => {
+  if (Array.isArray(value)) return value.flatMap(getAttTargets);
+  if (!isObject(value)) return [];
+  const getAtt = value['Fn::GetAtt'];
+  const own = Array.isArray(getAtt) && typeof getAtt[0] === 'string' ? [getAtt[0]] : [];
+  return [...own, ...Object.values(value).flatMap(getAttTargets)];
+};
+
+/** The lines {@link grantLines} writes for `actions` on `resources`, with the statement's condition. */
+const grant = (actions: string[], resources: string[], condition?: JsonObject): string[] =>
+  actions.flatMap((action) =>
+    resources.map(
+      (resource) =>
+        `${action} ${resource}${condition === undefined ? '' : ` if ${JSON.stringify(condition)}`}`,
+    ),
+  );
+
+/** Rules whose targets include the function. */
+const rulesTargeting = (rules: [string, CfnResource][], functionId: string): [string, CfnResource][] =>
+  rules.filter(([, rule]) =>
+    asList(at(rule.Properties, 'Targets')).some((target) =>
+      getAttTargets(at(target, 'Arn')).includes(functionId),
+    ),
+  );
 
 describe('the packaged CloudFormation template', () => {
   let workDir: string | undefined;
@@ -210,7 +304,9 @@ describe('the packaged CloudFormation template', () => {
       it('encrypts every table with the stage key', () => {
         const tables = stack.resourcesOfType('AWS::DynamoDB::Table');
 
-        expect(ids(tables)).toEqual(expect.arrayContaining(['AuditTable', 'CoordinationTable']));
+        expect(ids(tables)).toEqual(
+          expect.arrayContaining(['AuditTable', 'CoordinationTable', 'TerraformLockTable']),
+        );
         expect(byId(tables, (table) => at(table.Properties, 'SSESpecification'))).toEqual(
           sameForAll(ids(tables), { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: STAGE_KEY_ARN }),
         );
@@ -254,19 +350,60 @@ describe('the packaged CloudFormation template', () => {
         expect(coordination.TableName).toBe(`ami-pipeline-${stage}-coordination`);
         expect(coordination.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
       });
+
+      it('indexes waiting tasks in the `pending` index the reconciler queries, with whole items', () => {
+        const coordination = stack.properties('CoordinationTable', 'AWS::DynamoDB::Table');
+        const pending = asList(coordination.GlobalSecondaryIndexes).filter(
+          (index) => at(index, 'IndexName') === PENDING_INDEX,
+        );
+
+        expect(PENDING_INDEX).toBe('pending');
+        // The reconciler reads the task token, command id and execution from the index items.
+        expect(pending).toEqual([
+          {
+            IndexName: 'pending',
+            KeySchema: [
+              { AttributeName: 'pendingPk', KeyType: 'HASH' },
+              { AttributeName: 'pendingSk', KeyType: 'RANGE' },
+            ],
+            Projection: { ProjectionType: 'ALL' },
+          },
+        ]);
+        expect(coordination.AttributeDefinitions).toEqual(
+          expect.arrayContaining(
+            ['pendingPk', 'pendingSk'].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
+          ),
+        );
+      });
+
+      it("gives Terraform's S3 backend a LockID-keyed lock table, encrypted with the stage key, and tells provision its name", () => {
+        const lock = stack.properties('TerraformLockTable', 'AWS::DynamoDB::Table');
+        const provisionEnv = at(
+          stack.properties('ProvisionLambdaFunction', 'AWS::Lambda::Function'),
+          'Environment',
+          'Variables',
+        );
+
+        expect(lock.TableName).toBe(`ami-pipeline-${stage}-tflock`);
+        expect(lock.KeySchema).toEqual([{ AttributeName: 'LockID', KeyType: 'HASH' }]);
+        expect(lock.AttributeDefinitions).toEqual([{ AttributeName: 'LockID', AttributeType: 'S' }]);
+        expect(lock.SSESpecification).toEqual({
+          SSEEnabled: true,
+          SSEType: 'KMS',
+          KMSMasterKeyId: STAGE_KEY_ARN,
+        });
+        expect(at(provisionEnv, 'TF_LOCK_TABLE')).toEqual({ Ref: 'TerraformLockTable' });
+      });
     });
 
     describe('log groups', () => {
       it("encrypts every log group with the stage key and keeps it for the stage's logRetentionDays", () => {
         const logGroups = stack.resourcesOfType('AWS::Logs::LogGroup');
+        const functionLogGroups = FUNCTIONS.map((fn) => `${capitalized(fn)}LogGroup`);
 
-        expect(ids(logGroups)).toEqual(
-          expect.arrayContaining([
-            'TriggerLogGroup',
-            'LockLogGroup',
-            'PreProvisionLogGroup',
-            'StateMachineLogGroup',
-          ]),
+        // One per function, the state machine's and the SSM commands': nothing unencrypted hides in between.
+        expect(ids(logGroups).sort()).toEqual(
+          [...functionLogGroups, 'StateMachineLogGroup', 'CommandLogGroup'].sort(),
         );
         expect(
           byId(logGroups, (group) => ({
@@ -278,6 +415,28 @@ describe('the packaged CloudFormation template', () => {
             KmsKeyId: STAGE_KEY_ARN,
             RetentionInDays: stack.config.logRetentionDays,
           }),
+        );
+      });
+
+      it('streams SSM command output to /ami-pipeline/<stage>/commands and points every token worker there', () => {
+        const commandLogs = stack.properties('CommandLogGroup', 'AWS::Logs::LogGroup');
+        const workers = COMMAND_STEPS.map((step): [string, Json | undefined] => [
+          step,
+          at(
+            stack.properties(`${capitalized(step)}LambdaFunction`, 'AWS::Lambda::Function'),
+            'Environment',
+            'Variables',
+            'COMMAND_LOG_GROUP',
+          ),
+        ]);
+
+        expect(commandLogs).toEqual({
+          LogGroupName: `/ami-pipeline/${stage}/commands`,
+          RetentionInDays: stack.config.logRetentionDays,
+          KmsKeyId: STAGE_KEY_ARN,
+        });
+        expect(byId(workers, (logGroup) => logGroup)).toEqual(
+          sameForAll([...COMMAND_STEPS], { Ref: 'CommandLogGroup' }),
         );
       });
     });
@@ -301,19 +460,165 @@ describe('the packaged CloudFormation template', () => {
         expect(props.TracingConfiguration).toEqual({ Enabled: true });
       });
 
-      it('has a definition that parses and in which every Task state catches States.ALL last', () => {
-        const sub = at(stateMachine(), 'DefinitionString', 'Fn::Sub');
-        const text = Array.isArray(sub) ? sub[0] : sub;
-        if (typeof text !== 'string') throw new Error('DefinitionString is not an Fn::Sub of a string');
+      const definitionOf = () => parseDefinition(stateMachine());
 
-        const definition = JSON.parse(text) as JsonObject;
+      /** A top-level state of the definition; throws when it is missing, so a rename fails loudly. */
+      const stateNamed = (definition: JsonObject, name: string): JsonObject => {
+        const state = at(definition, 'States', name);
+        if (!isObject(state)) throw new Error(`the ${stage} definition has no state ${name}`);
+        return state;
+      };
+
+      it('has a definition that parses and in which every Task state catches States.ALL last', () => {
+        const { definition } = definitionOf();
         const tasks = allStates(definition).filter(([, state]) => state.Type === 'Task');
 
         expect(Object.keys(at(definition, 'States') ?? {})).toContain(definition.StartAt);
-        expect(ids(tasks)).toEqual(expect.arrayContaining(['AcquireLock', 'PreProvision']));
+        expect(ids(tasks)).toEqual(
+          expect.arrayContaining(['AcquireLock', 'PreProvision', ...TOKEN_STATES.map(([state]) => state)]),
+        );
         expect(byId(tasks, (state) => at(asList(state.Catch).at(-1), 'ErrorEquals') ?? 'no Catch')).toEqual(
           sameForAll(ids(tasks), ['States.ALL']),
         );
+      });
+
+      it('waits on a task token in Bake, Provision, Validate and DestroyGreenStack, and nowhere else', () => {
+        const { definition } = definitionOf();
+        const callbacks = allStates(definition).filter(([, state]) =>
+          String(state.Resource).endsWith('.waitForTaskToken'),
+        );
+
+        expect(ids(callbacks).sort()).toEqual(TOKEN_STATES.map(([state]) => state).sort());
+      });
+
+      it.each(TOKEN_STATES)(
+        'invokes the worker of %s with its task token, times out after commands.%s.timeoutSeconds and fails without a heartbeat',
+        (name, step, fn) => {
+          const { definition, variables } = definitionOf();
+          const state = stateNamed(definition, name);
+          const { commands } = stack.config;
+
+          expect({
+            Resource: state.Resource,
+            function: functionOf(state, variables),
+            taskToken: at(state, 'Parameters', 'Payload', 'taskToken.$'),
+            // The worker gives the SSM command less than this, so the command ends and reports first.
+            payloadTimeoutSeconds: at(state, 'Parameters', 'Payload', 'timeoutSeconds'),
+            TimeoutSeconds: state.TimeoutSeconds,
+            HeartbeatSeconds: state.HeartbeatSeconds,
+          }).toEqual({
+            Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+            function: fn,
+            taskToken: '$$.Task.Token',
+            payloadTimeoutSeconds: commands[step].timeoutSeconds,
+            TimeoutSeconds: commands[step].timeoutSeconds,
+            HeartbeatSeconds: commands.heartbeatSeconds,
+          });
+        },
+      );
+
+      it('runs provision to apply the release in Provision and to destroy it in DestroyGreenStack', () => {
+        const { definition } = definitionOf();
+
+        expect(at(stateNamed(definition, 'Provision'), 'Parameters', 'Payload', 'mode')).toBe('apply');
+        expect(at(stateNamed(definition, 'DestroyGreenStack'), 'Parameters', 'Payload', 'mode')).toBe(
+          'destroy',
+        );
+      });
+
+      it("retries a token state on the Lambda service's errors, never on the command's failure or a timeout", () => {
+        const { definition } = definitionOf();
+        const retried = TOKEN_STATES.map(([name]): [string, string[]] => [
+          name,
+          asList(stateNamed(definition, name).Retry).flatMap((retrier) =>
+            asList(at(retrier, 'ErrorEquals')).map(String),
+          ),
+        ]);
+        // A task failure sent for the command (BakeFailedError, …) also meets the Retry: retrying it
+        // would bake again. States.ALL and States.TaskFailed cover it, the Timeouts would restart a stage.
+        const failureNames = new Set<string>(Object.values(FAILURE_ERRORS));
+        const mustNotRetry = (error: string) =>
+          error.startsWith('States.') || error.endsWith('FailedError') || failureNames.has(error);
+
+        expect(
+          byId(retried, (errors) => LAMBDA_SERVICE_ERRORS.filter((error) => !errors.includes(error))),
+        ).toEqual(sameForAll(ids(retried), []));
+        // Nothing the worker itself throws: it may have started the command already.
+        expect(
+          byId(retried, (errors) => errors.filter((error) => !LAMBDA_SERVICE_ERRORS.includes(error))),
+        ).toEqual(sameForAll(ids(retried), []));
+        expect(byId(retried, (errors) => errors.filter(mustNotRetry))).toEqual(sameForAll(ids(retried), []));
+      });
+
+      it('sends every stage failure through Compensate, from the token stages too', () => {
+        const { definition } = definitionOf();
+        const compensation = reachableFrom(definition, 'Compensate');
+        // Pass states named *Failed outside the compensation branch mark which stage failed.
+        const markers = allStates(definition).filter(
+          ([name, state]) => state.Type === 'Pass' && name.endsWith('Failed') && !compensation.has(name),
+        );
+        const tokenStageCatchAll = ['Bake', 'Provision', 'Validate'].map(
+          (name): [string, Json | undefined] => [
+            name,
+            at(asList(stateNamed(definition, name).Catch).at(-1), 'Next'),
+          ],
+        );
+
+        expect(ids(markers)).toEqual(
+          expect.arrayContaining(['BakeFailed', 'DistributeFailed', 'ProvisionFailed', 'ValidateFailed']),
+        );
+        expect(byId(markers, (state) => state.Next)).toEqual(sameForAll(ids(markers), 'Compensate'));
+        expect(
+          byId(tokenStageCatchAll, (marker) => at(stateNamed(definition, String(marker)), 'Next')),
+        ).toEqual(sameForAll(ids(tokenStageCatchAll), 'Compensate'));
+      });
+
+      it('records the failure after compensation whatever happens in it, a crash of Compensate included', () => {
+        const { definition } = definitionOf();
+        const compensateCatches = asList(stateNamed(definition, 'Compensate').Catch).map((catcher) =>
+          String(at(catcher, 'Next')),
+        );
+        const afterRecord = reachableFrom(definition, 'RecordFailure');
+        // Every state between Compensate and RecordFailure still leads to RecordFailure.
+        const beforeRecord = [...reachableFrom(definition, 'Compensate')].filter(
+          (name) => !afterRecord.has(name),
+        );
+
+        expect(compensateCatches).not.toEqual([]);
+        expect(
+          Object.fromEntries(
+            compensateCatches.map((name) => [name, reachableFrom(definition, name).has('RecordFailure')]),
+          ),
+        ).toEqual(Object.fromEntries(compensateCatches.map((name) => [name, true])));
+        expect(
+          Object.fromEntries(
+            beforeRecord.map((name) => [name, reachableFrom(definition, name).has('RecordFailure')]),
+          ),
+        ).toEqual(Object.fromEntries(beforeRecord.map((name) => [name, true])));
+        expect(beforeRecord).toEqual(
+          expect.arrayContaining(['Compensate', 'DestroyGreenStack', 'StackDestroyFailed']),
+        );
+      });
+
+      it('has no Wait state and no loop: long stages wait on a token instead of polling', () => {
+        const { definition } = definitionOf();
+
+        expect(ids(allStates(definition).filter(([, state]) => state.Type === 'Wait'))).toEqual([]);
+        expect(findCycle(definition)).toBeUndefined();
+      });
+
+      it('may invoke exactly the functions its definition calls', () => {
+        const { definition, variables } = definitionOf();
+        const called = allStates(definition).flatMap(([, state]) => {
+          const fn = state.Type === 'Task' ? functionOf(state, variables) : undefined;
+          return fn === undefined ? [] : [fn];
+        });
+        const invocable = getAttTargets(
+          resourcesGranted(roleStatements('AmiPipelineStateMachineRole'), 'lambda:InvokeFunction'),
+        );
+
+        expect([...new Set(invocable)].sort()).toEqual([...new Set(called)].sort());
+        expect(called).not.toContain('CommandCompletedLambdaFunction');
       });
     });
 
@@ -326,18 +631,73 @@ describe('the packaged CloudFormation template', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
 
         expect(ids(policies)).toEqual(
-          expect.arrayContaining([
-            'TriggerIamRoleLambdaExecution',
-            'LockIamRoleLambdaExecution',
-            'PreProvisionIamRoleLambdaExecution',
-            'AmiPipelineStateMachineRole',
-          ]),
+          expect.arrayContaining([...ROLE_LOGICAL_IDS, 'AmiPipelineStateMachineRole']),
         );
         expect(
           policies.flatMap(([id, policy]) =>
             iamViolations(id, policyStatements(policy), RESOURCE_STAR_ACTIONS),
           ),
         ).toEqual([]);
+      });
+
+      it('lets only the token workers send commands, only the completers answer tokens, and only distribute and compensate remove AMIs', () => {
+        const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
+        const holders = (action: string) =>
+          ids(policies.filter(([, policy]) => allows(policyStatements(policy), action))).sort();
+        const actions = [
+          'ssm:SendCommand',
+          'states:SendTaskSuccess',
+          'states:SendTaskFailure',
+          'ec2:DeregisterImage',
+          'ec2:DeleteSnapshot',
+        ];
+
+        expect(Object.fromEntries(actions.map((action) => [action, holders(action)]))).toEqual({
+          'ssm:SendCommand': ['bake', 'provision', 'validate'].map(roleOf).sort(),
+          'states:SendTaskSuccess': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
+          'states:SendTaskFailure': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
+          'ec2:DeregisterImage': ['compensate', 'distribute'].map(roleOf).sort(),
+          'ec2:DeleteSnapshot': ['compensate', 'distribute'].map(roleOf).sort(),
+        });
+      });
+
+      it('confines every EC2 change of every role to images and snapshots that carry this stage tag', () => {
+        const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
+        const images = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::image/*`;
+        const snapshots = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::snapshot/*`;
+        // The stage tag on an existing resource, on the resource being created, or tags written as
+        // part of creating it (CopyImage's TagSpecifications).
+        const stageConditions = [
+          { StringEquals: { 'aws:ResourceTag/ami-pipeline:stage': stage } },
+          { StringEquals: { 'aws:RequestTag/ami-pipeline:stage': stage } },
+          { StringEquals: { 'ec2:CreateAction': 'CopyImage' } },
+        ].map((condition) => ` if ${JSON.stringify(condition)}`);
+        const unconfined = policies.flatMap(([id, policy]) =>
+          grantLines(policyStatements(policy))
+            .filter((line) => line.startsWith('ec2:') && !line.startsWith('ec2:Describe'))
+            .filter(
+              (line) =>
+                ![images, snapshots].some((arn) =>
+                  stageConditions.some((condition) => line.endsWith(` ${arn}${condition}`)),
+                ),
+            )
+            .map((line) => `${id}: ${line}`),
+        );
+
+        expect(unconfined).toEqual([]);
+      });
+
+      it('keeps the audit table append-only for every function: items are put and read, never updated or deleted', () => {
+        const auditTable = `\${AuditTable.Arn}`;
+        const readOrAppend = ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'];
+        const other = ROLE_LOGICAL_IDS.flatMap((roleId) =>
+          grantLines(roleStatements(roleId))
+            .filter((line) => line.includes(auditTable))
+            .filter((line) => !readOrAppend.includes(line.split(' ')[0] ?? ''))
+            .map((line) => `${roleId}: ${line}`),
+        );
+
+        expect(other).toEqual([]);
       });
     });
 
@@ -346,7 +706,7 @@ describe('the packaged CloudFormation template', () => {
         const functions = stack.resourcesOfType('AWS::Lambda::Function');
         const roles = functions.map(([, fn]) => JSON.stringify(at(fn.Properties, 'Role')));
 
-        expect(ids(functions)).toEqual(expect.arrayContaining(FUNCTION_LOGICAL_IDS));
+        expect(ids(functions).sort()).toEqual([...FUNCTION_LOGICAL_IDS].sort());
         expect(
           byId(functions, (fn) => ({
             Runtime: at(fn.Properties, 'Runtime'),
@@ -410,6 +770,326 @@ describe('the packaged CloudFormation template', () => {
         const statements = roleStatements('LockIamRoleLambdaExecution');
 
         expect(resourcesGranted(statements, 'dynamodb:PutItem')).toEqual([getAttArn('CoordinationTable')]);
+      });
+
+      it('keeps every function environment free of anything that looks like a secret or a token', () => {
+        const functions = stack.resourcesOfType('AWS::Lambda::Function');
+
+        expect(
+          byId(functions, (fn) => {
+            const variables = at(fn.Properties, 'Environment', 'Variables');
+            return isObject(variables) ? secretLookingVariables(variables) : ['no environment'];
+          }),
+        ).toEqual(sameForAll(ids(functions), []));
+      });
+
+      it('runs the reconciler one invocation at a time', () => {
+        const reconciler = stack.properties('ReconcilerLambdaFunction', 'AWS::Lambda::Function');
+
+        expect(reconciler.ReservedConcurrentExecutions).toBe(1);
+      });
+    });
+
+    describe('function roles', () => {
+      // What each role may do, in full (the framework's log and X-Ray statements aside), rendered
+      // by grantLines: one `action resource [if condition]` line per pair. Audit-table reads and
+      // appends are checked on their own below.
+      const coordinationTable = `\${CoordinationTable.Arn}`;
+      const auditTable = `\${AuditTable.Arn}`;
+      const stageKey = `\${PipelineKey.Arn}`;
+      const stateMachineArn = `\${AmiPipelineStateMachine}`;
+      const regional = (service: string, resource: string) =>
+        `arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${resource}`;
+      const images = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::image/*`;
+      const snapshots = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::snapshot/*`;
+      const stageTagged = (): JsonObject => ({
+        StringEquals: { 'aws:ResourceTag/ami-pipeline:stage': stage },
+      });
+      const runConfigs = () => regional('ssm', `parameter/ami-pipeline/${stage}/*`);
+
+      const permissions = (fn: string): string[] =>
+        grantLines(roleStatements(roleOf(fn)), FRAMEWORK_SERVICES).filter(
+          (line) => !line.includes(auditTable),
+        );
+      const auditPermissions = (fn: string): string[] =>
+        grantLines(roleStatements(roleOf(fn))).filter((line) => line.includes(auditTable));
+
+      it.each(COMMAND_STEPS)(
+        'lets the %s worker send only its own document, only to builders tagged for this stage, and park its token',
+        (step) => {
+          const expected = [
+            ...grant(['ssm:SendCommand'], [regional('ssm', `document/${documentName(stage, step)}`)]),
+            ...grant(['ssm:SendCommand'], [regional('ec2', 'instance/*')], {
+              StringEquals: { 'ssm:resourceTag/ami-pipeline:builder': stage },
+            }),
+            // Adopting a retried attempt's command, picking an online builder, and stopping a
+            // command the worker started but could not record.
+            ...grant(['ssm:ListCommands', 'ssm:DescribeInstanceInformation', 'ssm:CancelCommand'], ['*']),
+            ...grant(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [coordinationTable]),
+            // validate reads the app's allowed failed controls from the run config (a SecureString).
+            ...(step === 'validate'
+              ? [...grant(['ssm:GetParameter'], [runConfigs()]), ...grant(['kms:Decrypt'], [stageKey])]
+              : []),
+          ];
+
+          // grantLines here keeps audit-table lines: a token worker has none.
+          expect(grantLines(roleStatements(roleOf(step)), FRAMEWORK_SERVICES)).toEqual(expected.sort());
+        },
+      );
+
+      it('picks builders by the same ami-pipeline:builder=<stage> tag the token workers may send commands to', () => {
+        expect(stack.config.builder.targets).toEqual({ tag: { key: 'ami-pipeline:builder', value: stage } });
+      });
+
+      it("lets command-completed answer the stage machine's tokens and read only this stage's command results", () => {
+        expect(permissions('commandCompleted')).toEqual(
+          [
+            ...grant(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [coordinationTable]),
+            ...grant(['states:SendTaskSuccess', 'states:SendTaskFailure'], [stateMachineArn]),
+            ...grant(['s3:GetObject'], [`\${ArtifactsBucket.Arn}/${stage}/*`]),
+            ...grant(['kms:Decrypt'], [stageKey]),
+            ...grant(['ssm:ListCommands', 'ssm:ListCommandInvocations'], ['*']),
+          ].sort(),
+        );
+      });
+
+      it('lets the reconciler also heartbeat, check executions of this machine, query pending tasks and cancel orphans', () => {
+        expect(permissions('reconciler')).toEqual(
+          [
+            ...grant(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [coordinationTable]),
+            ...grant(['dynamodb:Query'], [`${coordinationTable}/index/${PENDING_INDEX}`]),
+            ...grant(
+              ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+              [stateMachineArn],
+            ),
+            ...grant(['states:DescribeExecution'], [regional('states', `execution:ami-pipeline-${stage}:*`)]),
+            ...grant(['s3:GetObject'], [`\${ArtifactsBucket.Arn}/${stage}/*`]),
+            ...grant(['kms:Decrypt'], [stageKey]),
+            ...grant(['ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:CancelCommand'], ['*']),
+          ].sort(),
+        );
+      });
+
+      it('lets distribute tag, share and replace only stage-tagged AMIs and snapshots, and grant on the stage key', () => {
+        expect(permissions('distribute')).toEqual(
+          [
+            ...grant(['ssm:GetParameter'], [runConfigs()]),
+            ...grant(
+              [
+                'kms:Decrypt',
+                'kms:CreateGrant',
+                'kms:DescribeKey',
+                'kms:GenerateDataKeyWithoutPlaintext',
+                'kms:ReEncryptFrom',
+                'kms:ReEncryptTo',
+              ],
+              [stageKey],
+            ),
+            ...grant(
+              [
+                'ec2:CreateTags',
+                'ec2:ModifyImageAttribute',
+                'ec2:ModifySnapshotAttribute',
+                'ec2:DeregisterImage',
+                'ec2:DeleteSnapshot',
+              ],
+              [images, snapshots],
+              stageTagged(),
+            ),
+            ...grant(['ec2:CreateTags'], [images, snapshots], {
+              StringEquals: { 'ec2:CreateAction': 'CopyImage' },
+            }),
+            // CopyImage has no aws:ResourceTag key: the copy must be requested with the stage tag.
+            ...grant(['ec2:CopyImage'], [images, snapshots], {
+              StringEquals: { 'aws:RequestTag/ami-pipeline:stage': stage },
+            }),
+            ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
+          ].sort(),
+        );
+      });
+
+      it('lets compensate cancel commands, revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
+        expect(permissions('compensate')).toEqual(
+          [
+            ...grant(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [coordinationTable]),
+            // Only a command still running is cancelled (ListCommands tells).
+            ...grant(['ssm:ListCommands', 'ssm:CancelCommand'], ['*']),
+            ...grant(['kms:RevokeGrant'], [stageKey]),
+            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
+            ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
+          ].sort(),
+        );
+      });
+
+      it('lets the workers that record what they did append to the audit table and read what they look up', () => {
+        const byResource = `${auditTable}/index/byResource`;
+
+        expect({
+          distribute: auditPermissions('distribute'),
+          commandCompleted: auditPermissions('commandCompleted'),
+          reconciler: auditPermissions('reconciler'),
+          compensate: auditPermissions('compensate'),
+        }).toEqual({
+          distribute: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
+          // Completion looks the run up by id (byResource) before recording what the command made.
+          commandCompleted: expect.arrayContaining(
+            grant(['dynamodb:PutItem'], [auditTable]).concat(grant(['dynamodb:Query'], [byResource])),
+          ),
+          reconciler: expect.arrayContaining(
+            grant(['dynamodb:PutItem'], [auditTable]).concat(grant(['dynamodb:Query'], [byResource])),
+          ),
+          // Compensation reads the run's recorded resources (a Query on the table) before undoing them.
+          compensate: expect.arrayContaining(grant(['dynamodb:PutItem', 'dynamodb:Query'], [auditTable])),
+        });
+      });
+    });
+
+    describe('SSM command documents', () => {
+      it.each(COMMAND_STEPS)(
+        "declares the %s document as a Command named ami-pipeline-<stage>-<step> with exactly the contract's parameters and patterns",
+        (step) => {
+          const props = stack.properties(`${capitalized(step)}Document`, 'AWS::SSM::Document');
+          const content = isObject(props.Content) ? props.Content : {};
+          const parameters = isObject(content.parameters) ? content.parameters : {};
+
+          expect({ Name: props.Name, DocumentType: props.DocumentType }).toEqual({
+            Name: documentName(stage, step),
+            DocumentType: 'Command',
+          });
+          expect(isObject(props.Content)).toBe(true);
+          expect(content.schemaVersion).toBe('2.2');
+          expect(asList(content.mainSteps).map((mainStep) => at(mainStep, 'action'))).toEqual([
+            'aws:runShellScript',
+          ]);
+          expect(Object.keys(parameters).sort()).toEqual([...DOCUMENT_PARAMETERS[step]].sort());
+          expect(
+            Object.fromEntries(
+              Object.entries(parameters).map(([name, parameter]) => [
+                name,
+                { type: at(parameter, 'type'), allowedPattern: at(parameter, 'allowedPattern') },
+              ]),
+            ),
+          ).toEqual(
+            Object.fromEntries(
+              DOCUMENT_PARAMETERS[step].map((name) => [
+                name,
+                { type: 'String', allowedPattern: PARAMETER_PATTERNS[name] },
+              ]),
+            ),
+          );
+        },
+      );
+
+      it.each(COMMAND_STEPS)(
+        'hands the %s script its parameters as environment variables, never spliced into its text',
+        (step) => {
+          const content = stack.properties(`${capitalized(step)}Document`, 'AWS::SSM::Document').Content;
+          const inputs = at(content, 'mainSteps', 0, 'inputs');
+          const parameters = at(content, 'parameters');
+          const interpolation = Object.fromEntries(
+            Object.entries(isObject(parameters) ? parameters : {})
+              .filter(([name]) => name !== 'executionTimeout')
+              .map(([name, parameter]) => [name, at(parameter, 'interpolationType')]),
+          );
+
+          expect(JSON.stringify(at(inputs, 'runCommand'))).not.toContain('{{');
+          expect(interpolation).toEqual(
+            Object.fromEntries(Object.keys(interpolation).map((name) => [name, 'ENV_VAR'])),
+          );
+          // The one {{ }} left: the step timeout, a number by its allowedPattern, never seen by a shell.
+          expect(at(inputs, 'timeoutSeconds')).toBe('{{ executionTimeout }}');
+        },
+      );
+    });
+
+    describe('command completion', () => {
+      it("routes only terminal status changes of this stage's three documents to command-completed", () => {
+        const rules = rulesTargeting(
+          stack.resourcesOfType('AWS::Events::Rule'),
+          'CommandCompletedLambdaFunction',
+        );
+        const [, rule] = rules[0] ?? ['', { Type: 'missing' }];
+        const pattern = at(rule.Properties, 'EventPattern');
+        const statuses = asList(at(pattern, 'detail', 'status')).map(String);
+        const documents = COMMAND_STEPS.map((step) =>
+          at(stack.properties(`${capitalized(step)}Document`, 'AWS::SSM::Document'), 'Name'),
+        );
+        const stillRunning: string[] = [
+          CommandStatus.PENDING,
+          CommandStatus.IN_PROGRESS,
+          CommandStatus.CANCELLING,
+          'Delayed',
+        ];
+
+        expect(rules).toHaveLength(1);
+        expect(at(pattern, 'source')).toEqual(['aws.ssm']);
+        expect(at(pattern, 'detail-type')).toEqual(['EC2 Command Status-change Notification']);
+        expect(asList(at(pattern, 'detail', 'document-name')).sort()).toEqual(
+          COMMAND_STEPS.map((step) => documentName(stage, step)).sort(),
+        );
+        expect([...documents].sort()).toEqual(COMMAND_STEPS.map((step) => documentName(stage, step)).sort());
+        expect(statuses).toEqual(
+          expect.arrayContaining([
+            CommandStatus.SUCCESS,
+            CommandStatus.FAILED,
+            CommandStatus.TIMED_OUT,
+            CommandStatus.CANCELLED,
+          ]),
+        );
+        expect(statuses.filter((status) => stillRunning.includes(status))).toEqual([]);
+        // Every status the rule lets through is one the completion code treats as the end.
+        expect(statuses.filter((status) => !TERMINAL_STATUSES.has(status))).toEqual([]);
+      });
+
+      it('lets EventBridge invoke command-completed from that rule only', () => {
+        const [, rule] = rulesTargeting(
+          stack.resourcesOfType('AWS::Events::Rule'),
+          'CommandCompletedLambdaFunction',
+        )[0] ?? ['', { Type: 'missing' }];
+        const permissions = stack
+          .resourcesOfType('AWS::Lambda::Permission')
+          .map(([, permission]) => permission.Properties)
+          .filter((props) =>
+            getAttTargets(at(props, 'FunctionName')).includes('CommandCompletedLambdaFunction'),
+          );
+
+        expect(
+          permissions.map((props) => ({
+            Principal: at(props, 'Principal'),
+            Action: at(props, 'Action'),
+            SourceArn: renderArn(at(props, 'SourceArn')),
+          })),
+        ).toEqual([
+          {
+            Principal: 'events.amazonaws.com',
+            Action: 'lambda:InvokeFunction',
+            SourceArn: `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:rule/${String(at(rule.Properties, 'Name'))}`,
+          },
+        ]);
+      });
+
+      it('runs the reconciler every 5 minutes, often enough that two missed runs still beat the heartbeat timeout', () => {
+        const rules = rulesTargeting(stack.resourcesOfType('AWS::Events::Rule'), 'ReconcilerLambdaFunction');
+        const [ruleId, rule] = rules[0] ?? ['', { Type: 'missing' }];
+        const schedule = String(at(rule.Properties, 'ScheduleExpression'));
+        const reconciler = stack.properties('ReconcilerLambdaFunction', 'AWS::Lambda::Function');
+        const invokers = stack
+          .resourcesOfType('AWS::Lambda::Permission')
+          .map(([, permission]) => permission.Properties)
+          .filter((props) => getAttTargets(at(props, 'FunctionName')).includes('ReconcilerLambdaFunction'));
+
+        expect(rules).toHaveLength(1);
+        expect({ schedule, state: at(rule.Properties, 'State') }).toEqual({
+          schedule: 'rate(5 minutes)',
+          state: 'ENABLED',
+        });
+        expect(invokers).toEqual([
+          expect.objectContaining({ Principal: 'events.amazonaws.com', SourceArn: getAttArn(ruleId) }),
+        ]);
+        // A heartbeat lands at the latest one interval plus one run after the last; allow two lost runs.
+        expect(3 * rateSeconds(schedule)).toBeLessThanOrEqual(stack.config.commands.heartbeatSeconds);
+        // And one run ends before the next starts (reserved concurrency 1 would throttle it).
+        expect(Number(reconciler.Timeout)).toBeLessThan(rateSeconds(schedule));
       });
     });
 
@@ -479,11 +1159,9 @@ describe('the packaged CloudFormation template', () => {
           path.basename(String(at(fn.Properties, 'Code', 'S3Key'))),
         );
 
-        expect(zips).toEqual({
-          TriggerLambdaFunction: 'trigger.zip',
-          LockLambdaFunction: 'lock.zip',
-          PreProvisionLambdaFunction: 'preProvision.zip',
-        });
+        expect(zips).toEqual(
+          Object.fromEntries(FUNCTIONS.map((fn) => [`${capitalized(fn)}LambdaFunction`, `${fn}.zip`])),
+        );
         expect(Object.values(zips).filter((zip) => !stack.hasArtifact(String(zip)))).toEqual([]);
       });
 
@@ -495,6 +1173,16 @@ describe('the packaged CloudFormation template', () => {
           [`config/${stage}.yml`, 'config/rules.yml'].sort(),
         );
       });
+
+      it.each(COMMAND_STEPS)(
+        "ships the %s worker with this stage's config (its builder targets, read at cold start) and no other stage's",
+        async (step) => {
+          const entries = await zipEntries(stack.artifact(`${step}.zip`));
+
+          expect(entries).toContain(`functions/${step}/handler.js`);
+          expect(entries.filter((entry) => entry.startsWith('config/'))).toEqual([`config/${stage}.yml`]);
+        },
+      );
     });
   });
 });
@@ -578,6 +1266,104 @@ describe('the template checks themselves', () => {
     ];
 
     expect(iamViolations('Role', statements, RESOURCE_STAR_ACTIONS)).toEqual([]);
+  });
+
+  it('accept Run Command reads and cancellation and EC2 Describe on Resource "*", but not SendCommand or task answers', () => {
+    const statements: JsonObject[] = [
+      {
+        Effect: 'Allow',
+        Action: ['ssm:ListCommands', 'ssm:CancelCommand', 'ec2:DescribeImages', 'ec2:DescribeSnapshots'],
+        Resource: '*',
+      },
+      { Effect: 'Allow', Action: ['ssm:SendCommand', 'states:SendTaskSuccess'], Resource: '*' },
+    ];
+
+    expect(iamViolations('Role', statements, RESOURCE_STAR_ACTIONS)).toEqual([
+      'Role statement 1 allows ssm:SendCommand, states:SendTaskSuccess on Resource "*"',
+    ]);
+  });
+
+  it('match IAM action wildcards the way IAM does, and only in Allow statements', () => {
+    const statements: JsonObject[] = [
+      { Effect: 'Allow', Action: 'ec2:Deregister*', Resource: '*' },
+      { Effect: 'Deny', Action: 'ssm:*', Resource: '*' },
+    ];
+
+    expect(actionMatches('ec2:Deregister*', 'EC2:DeregisterImage')).toBe(true);
+    expect(actionMatches('ec2:Delete?napshot', 'ec2:DeleteSnapshot')).toBe(true);
+    expect(actionMatches('ec2:DeleteSnapshot', 'ec2:DeleteSnapshots')).toBe(false);
+    expect(allows(statements, 'ec2:DeregisterImage')).toBe(true);
+    expect(allows(statements, 'ssm:SendCommand')).toBe(false);
+  });
+
+  it('list every action and resource a policy grants, with its condition, leaving out ignored services', () => {
+    const statements: JsonObject[] = [
+      { Effect: 'Allow', Action: ['xray:PutTraceSegments'], Resource: '*' },
+      {
+        Effect: 'Allow',
+        Action: ['ec2:DeleteSnapshot', 'ec2:DeregisterImage'],
+        Resource: [{ 'Fn::Sub': 'arn:aws:ec2:r::image/*' }],
+        Condition: { StringEquals: { 'aws:ResourceTag/t': 'v' } },
+      },
+      { Effect: 'Deny', Action: 's3:*', Resource: '*' },
+      { Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: { 'Fn::GetAtt': ['Table', 'Arn'] } },
+    ];
+
+    expect(grantLines(statements, ['xray'])).toEqual([
+      'dynamodb:GetItem ${Table.Arn}',
+      'ec2:DeleteSnapshot arn:aws:ec2:r::image/* if {"StringEquals":{"aws:ResourceTag/t":"v"}}',
+      'ec2:DeregisterImage arn:aws:ec2:r::image/* if {"StringEquals":{"aws:ResourceTag/t":"v"}}',
+    ]);
+  });
+
+  it('flag environment variables that carry a credential, and leave resource names and hashes alone', () => {
+    const variables: JsonObject = {
+      GITHUB_TOKEN: 'abc',
+      DB_PASSWORD: 'hunter2',
+      KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
+      SIGNING: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234EXAMPLEKEY',
+      KMS_KEY_ARN: { 'Fn::GetAtt': ['PipelineKey', 'Arn'] },
+      TOKEN_TABLE: { Ref: 'CoordinationTable' },
+      ASSETS_PREFIX: 'tooling/864a1cc779427bef',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+
+    expect(secretLookingVariables(variables)).toEqual([
+      'GITHUB_TOKEN is named like a credential and has a literal value',
+      'DB_PASSWORD is named like a credential and has a literal value',
+      'KEY_ID holds what looks like an AWS access key id',
+      'SIGNING holds a long random-looking string',
+    ]);
+  });
+
+  it('find a loop through a Choice, and none in a straight line', () => {
+    const looping: JsonObject = {
+      StartAt: 'Start',
+      States: {
+        Start: { Type: 'Task', Next: 'Check', Catch: [{ ErrorEquals: ['States.ALL'], Next: 'Failed' }] },
+        Check: {
+          Type: 'Choice',
+          Choices: [{ Variable: '$.done', BooleanEquals: false, Next: 'Start' }],
+          Default: 'Done',
+        },
+        Done: { Type: 'Succeed' },
+        Failed: { Type: 'Fail' },
+      },
+    };
+    const straight: JsonObject = {
+      StartAt: 'Start',
+      States: { Start: { Type: 'Task', Next: 'Done' }, Done: { Type: 'Succeed' } },
+    };
+
+    expect(findCycle(looping)).toEqual(['Start', 'Check', 'Start']);
+    expect(findCycle(straight)).toBeUndefined();
+    expect([...reachableFrom(looping, 'Check')].sort()).toEqual(['Check', 'Done', 'Failed', 'Start']);
+  });
+
+  it('read EventBridge rate expressions in seconds and refuse anything else', () => {
+    expect(rateSeconds('rate(5 minutes)')).toBe(300);
+    expect(rateSeconds('rate(1 hour)')).toBe(3600);
+    expect(() => rateSeconds('cron(0/5 * * * ? *)')).toThrow('not a rate expression');
   });
 
   it('report references to resources the template does not declare', () => {

@@ -3,7 +3,7 @@ import {
   DynamoDBClient,
   InternalServerError,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AuditRepository, auditKeys, type ResourceRecord, type RunStarted } from '../../shared/audit';
 import { AuditConflictError } from '../../shared/errors';
@@ -160,6 +160,34 @@ describe('audit repository', () => {
       });
     });
 
+    it('appends the id to the sort key so two events of one type at the same instant both stay', async () => {
+      dbMock.on(PutCommand).resolves({});
+      const at = '2025-03-04T10:20:00.000Z';
+
+      await audit.recordEvent({
+        runId: 'r1',
+        type: 'UNDONE',
+        stage: 'Compensate',
+        at,
+        id: 'DELETE_SNAPSHOT#snap-1',
+      });
+      await audit.recordEvent({
+        runId: 'r1',
+        type: 'UNDONE',
+        stage: 'Compensate',
+        at,
+        id: 'DELETE_SNAPSHOT#snap-2',
+      });
+
+      expect(dbMock.commandCalls(PutCommand).map((call) => call.args[0].input.Item?.sk)).toEqual([
+        `EVENT#${at}#UNDONE#DELETE_SNAPSHOT#snap-1`,
+        `EVENT#${at}#UNDONE#DELETE_SNAPSHOT#snap-2`,
+      ]);
+      expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
+        Item: expect.objectContaining({ pk: 'RUN#r1', id: 'DELETE_SNAPSHOT#snap-1', type: 'UNDONE' }),
+      });
+    });
+
     it('accepts a retried write of an event that is already recorded', async () => {
       dbMock.on(PutCommand).rejects(conditionFailed());
       dbMock.on(GetCommand).resolves({ Item: { pk: 'RUN#r1', sk: 'EVENT#2025-03-04T10:20:00.000Z#BAKED' } });
@@ -201,6 +229,71 @@ describe('audit repository', () => {
           gsi2sk: '2025-03-04T10:00:01.000Z#REJECTED#sns-1',
         },
       });
+    });
+  });
+
+  describe('findRun', () => {
+    it('finds the run item with one Query on the byResource index, keyed RUN#<runId> / RUN', async () => {
+      const item = { ...RUN, status: 'RUNNING' };
+      dbMock.on(QueryCommand).resolves({ Items: [item] });
+
+      const found = await audit.findRun('r1');
+
+      expect(found).toEqual(item);
+      expect(dbMock).toHaveReceivedCommandTimes(QueryCommand, 1);
+      expect(dbMock).toHaveReceivedCommandWith(QueryCommand, {
+        TableName: TABLE,
+        IndexName: 'byResource',
+        KeyConditionExpression: 'gsi1pk = :pk AND gsi1sk = :sk',
+        ExpressionAttributeValues: { ':pk': 'RUN#r1', ':sk': 'RUN' },
+      });
+    });
+
+    it('returns undefined when no run has that id', async () => {
+      dbMock.on(QueryCommand).resolves({ Items: [] });
+
+      await expect(audit.findRun('r404')).resolves.toBeUndefined();
+    });
+  });
+
+  describe('resourcesOf', () => {
+    it('queries the run partition for resources of one type, following every page', async () => {
+      const snap1 = { ...RESOURCE, resourceType: 'SNAPSHOT', resourceId: 'snap-1' };
+      const snap2 = { ...RESOURCE, resourceType: 'SNAPSHOT', resourceId: 'snap-2' };
+      const lastKey = { pk: 'RUN#r1', sk: 'RESOURCE#SNAPSHOT#snap-1' };
+      dbMock
+        .on(QueryCommand)
+        .resolvesOnce({ Items: [snap1], LastEvaluatedKey: lastKey })
+        .resolvesOnce({ Items: [snap2] });
+
+      const found = await audit.resourcesOf('r1', 'SNAPSHOT');
+
+      expect(found).toEqual([snap1, snap2]);
+      expect(dbMock).toHaveReceivedCommandTimes(QueryCommand, 2);
+      expect(dbMock).toHaveReceivedNthSpecificCommandWith(1, QueryCommand, {
+        TableName: TABLE,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': 'RUN#r1', ':prefix': 'RESOURCE#SNAPSHOT#' },
+      });
+      expect(dbMock.commandCalls(QueryCommand)[0]?.args[0].input.ExclusiveStartKey).toBeUndefined();
+      expect(dbMock).toHaveReceivedNthSpecificCommandWith(2, QueryCommand, { ExclusiveStartKey: lastKey });
+    });
+
+    it('lists every resource of the run when no type is given', async () => {
+      dbMock.on(QueryCommand).resolves({ Items: [RESOURCE] });
+
+      const found = await audit.resourcesOf('r1');
+
+      expect(found).toEqual([RESOURCE]);
+      expect(dbMock).toHaveReceivedCommandWith(QueryCommand, {
+        ExpressionAttributeValues: { ':pk': 'RUN#r1', ':prefix': 'RESOURCE#' },
+      });
+    });
+
+    it('returns an empty list when the run recorded nothing', async () => {
+      dbMock.on(QueryCommand).resolves({});
+
+      await expect(audit.resourcesOf('r1', 'KMS_GRANT')).resolves.toEqual([]);
     });
   });
 });

@@ -28,10 +28,16 @@ describe('pipeline errors', () => {
       'AppConfigInvalidError',
       'AppConfigNotFoundError',
       'AuditConflictError',
+      'BakeFailedError',
       'ConfigurationError',
+      'DistributionFailedError',
       'InvalidTaskInputError',
       'LockHeldError',
+      'NoBuilderAvailableError',
+      'ProvisionFailedError',
       'RunConfigTooLargeError',
+      'UnknownCommandError',
+      'ValidationFailedError',
     ]);
   });
 

@@ -16,6 +16,13 @@ const stageFile = (stage: string, overrides: Record<string, unknown> = {}): Reco
   trigger: { maxMessageBytes: 65536 },
   lock: { ttlSeconds: 86400 },
   stateMachine: { logLevel: 'ERROR' },
+  builder: { targets: { instanceIds: ['i-0123456789abcdef0'] } },
+  commands: {
+    bake: { timeoutSeconds: 10800 },
+    provision: { timeoutSeconds: 7200 },
+    validate: { timeoutSeconds: 3600 },
+    heartbeatSeconds: 1200,
+  },
   audit: { deletionProtection: true },
   ...overrides,
 });
@@ -47,6 +54,13 @@ describe('stage config', () => {
       trigger: { maxMessageBytes: 65536 },
       lock: { ttlSeconds: 43200 },
       stateMachine: { logLevel: 'ALL' },
+      builder: { targets: { tag: { key: 'ami-pipeline:builder', value: 'dev' } } },
+      commands: {
+        bake: { timeoutSeconds: 10800 },
+        provision: { timeoutSeconds: 7200 },
+        validate: { timeoutSeconds: 3600 },
+        heartbeatSeconds: 1200,
+      },
       audit: { deletionProtection: true },
     });
   });
@@ -63,6 +77,13 @@ describe('stage config', () => {
       trigger: { maxMessageBytes: 65536 },
       lock: { ttlSeconds: 86400 },
       stateMachine: { logLevel: 'ERROR' },
+      builder: { targets: { tag: { key: 'ami-pipeline:builder', value: 'prod' } } },
+      commands: {
+        bake: { timeoutSeconds: 21600 },
+        provision: { timeoutSeconds: 7200 },
+        validate: { timeoutSeconds: 3600 },
+        heartbeatSeconds: 1200,
+      },
       audit: { deletionProtection: true },
     });
   });
@@ -91,6 +112,17 @@ describe('stage config', () => {
       lock: { ttlSeconds: 86400 },
       stateMachine: { logLevel: 'ERROR' },
       audit: { deletionProtection: true },
+    });
+  });
+
+  it('accepts builders chosen by tag as well as by instance id', () => {
+    writeStage(
+      'qa',
+      stageFile('qa', { builder: { targets: { tag: { key: 'ami-pipeline:builder', value: 'qa' } } } }),
+    );
+
+    expect(loadStageConfig('qa', dir).builder).toEqual({
+      targets: { tag: { key: 'ami-pipeline:builder', value: 'qa' } },
     });
   });
 
@@ -134,6 +166,46 @@ describe('stage config', () => {
       'audit.deletionProtection',
     ],
     ['a missing section', { kms: undefined }, 'kms: is required (object)'],
+    [
+      'a builder instance id that is not one',
+      { builder: { targets: { instanceIds: ['i-XYZ'] } } },
+      'builder.targets.instanceIds.0: must be an instance id',
+    ],
+    [
+      'an empty builder instance list',
+      { builder: { targets: { instanceIds: [] } } },
+      'builder.targets.instanceIds: Too small',
+    ],
+    [
+      'a builder tag key with characters a tag cannot hold',
+      { builder: { targets: { tag: { key: 'role;reboot', value: 'dev' } } } },
+      'builder.targets.tag.key',
+    ],
+    ['a missing builder block', { builder: undefined }, 'builder: is required (object)'],
+    [
+      'a command timeout of 1 second',
+      {
+        commands: {
+          bake: { timeoutSeconds: 1 },
+          provision: { timeoutSeconds: 7200 },
+          validate: { timeoutSeconds: 3600 },
+          heartbeatSeconds: 1200,
+        },
+      },
+      'commands.bake.timeoutSeconds: Too small',
+    ],
+    [
+      'a missing heartbeat',
+      {
+        commands: {
+          bake: { timeoutSeconds: 10800 },
+          provision: { timeoutSeconds: 7200 },
+          validate: { timeoutSeconds: 3600 },
+        },
+      },
+      'commands.heartbeatSeconds: is required (number)',
+    ],
+    ['a missing commands block', { commands: undefined }, 'commands: is required (object)'],
     ['an unknown setting', { vpcId: 'vpc-1' }, 'unknown field(s) "vpcId"'],
     [
       'an unknown nested setting',

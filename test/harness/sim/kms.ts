@@ -4,8 +4,17 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
  * KMS stand-in: customer keys that really encrypt (AES-256-GCM), so what the simulated services
  * store for a SecureString is ciphertext, and decrypting needs the right key.
  */
+export interface SimGrant {
+  grantId: string;
+  keyId: string;
+  grantee: string;
+  operations: string[];
+  name?: string | undefined;
+}
+
 export class KmsSim {
   private readonly keys = new Map<string, Buffer>();
+  readonly grants = new Map<string, SimGrant>();
 
   createKey(arn: string, aliases: string[] = []): void {
     const material = randomBytes(32);
@@ -30,6 +39,43 @@ export class KmsSim {
     const decipher = createDecipheriv('aes-256-gcm', this.material(keyId), raw.subarray(0, 12));
     decipher.setAuthTag(raw.subarray(12, 28));
     return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+  }
+
+  /** CreateGrant; as in KMS, the same Name and parameters return the existing grant. */
+  createGrant(input: {
+    KeyId?: string | undefined;
+    GranteePrincipal?: string | undefined;
+    Operations?: string[] | undefined;
+    Name?: string | undefined;
+  }) {
+    this.material(input.KeyId ?? '');
+    const existing = [...this.grants.values()].find(
+      (g) =>
+        input.Name &&
+        g.name === input.Name &&
+        g.keyId === input.KeyId &&
+        g.grantee === input.GranteePrincipal,
+    );
+    if (existing) return { GrantId: existing.grantId, GrantToken: 'local', $metadata: {} };
+    const grantId = randomBytes(32).toString('hex');
+    this.grants.set(grantId, {
+      grantId,
+      keyId: input.KeyId ?? '',
+      grantee: input.GranteePrincipal ?? '',
+      operations: [...(input.Operations ?? [])],
+      name: input.Name,
+    });
+    return { GrantId: grantId, GrantToken: 'local', $metadata: {} };
+  }
+
+  revokeGrant(input: { KeyId?: string | undefined; GrantId?: string | undefined }) {
+    if (!this.grants.delete(input.GrantId ?? '')) {
+      throw Object.assign(new Error(`grant ${input.GrantId} not found`), {
+        name: 'NotFoundException',
+        $metadata: {},
+      });
+    }
+    return { $metadata: {} };
   }
 
   private material(keyId: string): Buffer {

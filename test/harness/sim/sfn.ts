@@ -5,11 +5,16 @@ import {
   UpdateItemCommand,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import { randomBytes } from 'node:crypto';
 import {
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
   InvalidName,
   StateMachineDoesNotExist,
+  TaskTimedOut,
+  type SendTaskFailureCommandInput,
+  type SendTaskHeartbeatCommandInput,
+  type SendTaskSuccessCommandInput,
   type DescribeExecutionCommandInput,
   type DescribeExecutionCommandOutput,
   type StartExecutionCommandInput,
@@ -45,6 +50,8 @@ export interface ExecutionRecord {
   events: ExecutionEvent[];
   done: Promise<void>;
 }
+
+type TaskHandler = (input: Json, where: { executionArn: string; stateName: string }) => Promise<Json>;
 
 /** Called before a Task state runs its resource; tests use it to hold a stage or inject a fault. */
 export type TaskHook = (stateName: string, input: Json, execution: ExecutionRecord) => Promise<void> | void;
@@ -92,10 +99,29 @@ const stripMetadata = (output: object): Json => {
  * dynalite with the state's Parameters, `sns:publish` goes to the SNS stand-in. A Task whose
  * resource has no local implementation fails the harness at start, not silently at run time.
  */
+/** A task token a `.waitForTaskToken` state is waiting on. */
+interface PendingToken {
+  executionArn: string;
+  stateName: string;
+  resolve: (output: Json) => void;
+  reject: (error: Error) => void;
+}
+
+/** What SendTaskFailure reports, surfaced to Retry/Catch under its own error name. */
+class TaskFailure extends Error {
+  constructor(error: string, cause: string) {
+    super(cause);
+    this.name = error;
+  }
+}
+
 export class StepFunctionsSim {
   private readonly executions = new Map<string, ExecutionRecord>();
+  private readonly tokens = new Map<string, PendingToken>();
+  /** Heartbeats received per execution (tests and the cost report read it). */
+  private readonly heartbeats = new Map<string, number>();
   private readonly machine: StateMachine;
-  private readonly taskHandlers: Record<string, (input: Json) => Promise<Json>>;
+  private readonly taskHandlers: Record<string, TaskHandler>;
 
   constructor(private readonly options: StepFunctionsSimOptions) {
     this.machine = new StateMachine(options.definition as never, {
@@ -150,6 +176,54 @@ export class StepFunctionsSim {
     };
   }
 
+  sendTaskSuccess(input: SendTaskSuccessCommandInput) {
+    const pending = this.token(input.taskToken);
+    this.tokens.delete(input.taskToken as string);
+    pending.resolve(JSON.parse(input.output ?? 'null') as Json);
+    return { $metadata: {} };
+  }
+
+  sendTaskFailure(input: SendTaskFailureCommandInput) {
+    const pending = this.token(input.taskToken);
+    this.tokens.delete(input.taskToken as string);
+    pending.reject(new TaskFailure(input.error ?? 'States.TaskFailed', input.cause ?? ''));
+    return { $metadata: {} };
+  }
+
+  sendTaskHeartbeat(input: SendTaskHeartbeatCommandInput) {
+    const { executionArn } = this.token(input.taskToken);
+    this.heartbeats.set(executionArn, (this.heartbeats.get(executionArn) ?? 0) + 1);
+    return { $metadata: {} };
+  }
+
+  heartbeatsOf(executionArn: string): number {
+    return this.heartbeats.get(executionArn) ?? 0;
+  }
+
+  /** Tokens still awaited (a test can check none is left dangling). */
+  pendingTokens(): number {
+    return this.tokens.size;
+  }
+
+  private token(taskToken: string | undefined): PendingToken {
+    const pending = this.tokens.get(taskToken ?? '');
+    // The service's answer for a token whose state has moved on (timed out, caught, execution ended).
+    if (!pending) throw new TaskTimedOut({ message: 'Task Timed Out', $metadata: {} });
+    return pending;
+  }
+
+  /** A token stops being accepted once its state is left, however that happened. */
+  private expireTokens(executionArn: string, stateName?: string): void {
+    for (const [token, pending] of this.tokens) {
+      if (
+        pending.executionArn === executionArn &&
+        (stateName === undefined || pending.stateName === stateName)
+      ) {
+        this.tokens.delete(token);
+      }
+    }
+  }
+
   list(): ExecutionRecord[] {
     return [...this.executions.values()];
   }
@@ -196,6 +270,13 @@ export class StepFunctionsSim {
           return new Date().toISOString();
         },
       },
+      // No task tokens in the emulator: each read of $$.Task.Token issues a fresh one, which the
+      // `.waitForTaskToken` override below registers and waits on.
+      Task: {
+        get Token() {
+          return randomBytes(96).toString('base64url');
+        },
+      },
     };
     const retryIntervalOverrides: Record<string, number> = {};
     for (const stateName of Object.keys(this.options.definition.States)) {
@@ -207,7 +288,7 @@ export class StepFunctionsSim {
         stateName,
         async (taskInput: Json) => {
           await this.options.beforeTask?.(stateName, taskInput, record);
-          return handler(taskInput);
+          return handler(taskInput, { executionArn, stateName });
         },
       ]),
     );
@@ -241,6 +322,8 @@ export class StepFunctionsSim {
           record.error = e.Error ?? 'States.Runtime';
           record.cause = e.Cause ?? '';
         }
+        if (e.state && ['StateExited', 'StateFailed', 'StateCaught'].includes(e.type))
+          this.expireTokens(executionArn, e.state.name);
         this.options.onEvent?.(record, recorded);
       }
     })();
@@ -255,13 +338,14 @@ export class StepFunctionsSim {
           err instanceof Error && err.cause instanceof Error ? err.cause.name : 'States.Runtime';
       }
       await collect;
+      this.expireTokens(executionArn);
       record.stopDate = new Date();
     })();
     return record;
   }
 
-  private bindTasks(states: Definition['States']): Record<string, (input: Json) => Promise<Json>> {
-    const handlers: Record<string, (input: Json) => Promise<Json>> = {};
+  private bindTasks(states: Definition['States']): Record<string, TaskHandler> {
+    const handlers: Record<string, TaskHandler> = {};
     for (const [stateName, state] of Object.entries(states)) {
       if (state.Type !== 'Task') continue;
       handlers[stateName] = this.taskHandler(stateName, String(state.Resource));
@@ -269,8 +353,33 @@ export class StepFunctionsSim {
     return handlers;
   }
 
-  private taskHandler(stateName: string, resource: string): (input: Json) => Promise<Json> {
+  private taskHandler(stateName: string, resource: string): TaskHandler {
     const { lambda, dynamodb, sns } = this.options;
+    if (resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken') {
+      return async (input, where) => {
+        const params = input as {
+          FunctionName: string;
+          Payload: { taskToken?: string } & Record<string, Json>;
+        };
+        const token = params.Payload.taskToken;
+        if (!token) throw new Error(`state ${stateName}: the payload carries no taskToken`);
+        const answered = new Promise<Json>((resolve, reject) => {
+          this.tokens.set(token, {
+            executionArn: where.executionArn,
+            stateName: where.stateName,
+            resolve,
+            reject,
+          });
+        });
+        try {
+          await lambda.invoke(params.FunctionName, params.Payload);
+        } catch (err) {
+          this.tokens.delete(token);
+          throw err;
+        }
+        return answered;
+      };
+    }
     if (resource === 'arn:aws:states:::lambda:invoke') {
       return async (input) => {
         const params = input as { FunctionName: string; Payload: Json };

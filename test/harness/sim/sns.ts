@@ -68,6 +68,10 @@ export class SnsSim {
     return () => this.listeners.delete(listener);
   }
 
+  busy(): boolean {
+    return this.inFlight.size > 0;
+  }
+
   /** Resolves once every delivery started so far has finished. */
   async idle(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);

@@ -17,6 +17,10 @@ export const TEST_ENV = {
   COORDINATION_TABLE: 'ami-pipeline-dev-coordination',
   KMS_KEY_ARN: 'arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
   LOCK_TTL_SECONDS: '43200',
+  // The token workers (bake, provision, validate): where their commands find tooling and log to.
+  ASSETS_PREFIX: 'tooling/0123456789ab',
+  COMMAND_LOG_GROUP: '/ami-pipeline/dev/commands',
+  TF_LOCK_TABLE: 'ami-pipeline-dev-tf-locks',
   // The shared logger is built at import; keep test output free of log lines.
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   AWS_REGION: 'eu-west-1',

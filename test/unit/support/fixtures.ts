@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { SNSEvent } from 'aws-lambda';
+import { appConfigSchema } from '../../../shared/config/app';
 import { parseYaml } from '../../../shared/config/files';
+import type { RunConfig } from '../../../shared/run-config';
 import { TEST_ENV } from './env';
 
 export const CONFIG_DIR = TEST_ENV.CONFIG_DIR;
@@ -75,3 +77,53 @@ export const s3Body = (text: string) =>
       throw new Error('not used by the code under test');
     },
   });
+
+/** sample-app build 118 in dev after PreProvision: the `$.run` every later worker receives. */
+export const BUILD_ID = 'sample-app-release#118';
+export const RUN_ID = expectedRunId('sample-app', 'dev', BUILD_ID);
+export const EXECUTION_ARN = `${EXECUTION_ARN_PREFIX}:sample-app-dev-${RUN_ID}`;
+export const RUN_REF = {
+  runId: RUN_ID,
+  appId: 'sample-app',
+  environment: 'dev',
+  executionArn: EXECUTION_ARN,
+} as const;
+export const RUN_CONFIG_PARAMETER = `/ami-pipeline/dev/sample-app/${RUN_ID}`;
+export const RUN_TAGS = {
+  'ami-pipeline:run-id': RUN_ID,
+  'ami-pipeline:app-id': 'sample-app',
+  'ami-pipeline:stage': 'dev',
+} as const;
+
+/** The run config pre-provision stores for that run (valid for shared/run-config.ts runConfigSchema). */
+export const runConfigFixture = (): RunConfig => ({
+  schemaVersion: 1,
+  run: {
+    runId: RUN_ID,
+    executionArn: EXECUTION_ARN,
+    startedAt: '2025-03-04T10:00:02.000Z',
+    stage: 'dev',
+    region: 'eu-west-1',
+  },
+  release: {
+    appId: 'sample-app',
+    environment: 'dev',
+    version: '1.4.2',
+    buildId: BUILD_ID,
+    kind: 'release',
+    requestedBy: 'jenkins@ci.example.com',
+    artifact: {
+      s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/118/sample-app-1.4.2.tgz`,
+      sha256: 'c'.repeat(64),
+    },
+    appConfigUri: `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/118/app-config.yml`,
+  },
+  app: appConfigSchema.parse(sampleAppConfig()),
+  platform: {
+    kmsKeyArn: TEST_ENV.KMS_KEY_ARN,
+    artifactsBucket: TEST_ENV.ARTIFACTS_BUCKET,
+    reportsBucket: TEST_ENV.REPORTS_BUCKET,
+    logsBucket: TEST_ENV.LOGS_BUCKET,
+    tags: { ...RUN_TAGS },
+  },
+});

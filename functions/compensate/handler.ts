@@ -1,0 +1,29 @@
+import type { Context } from 'aws-lambda';
+import { dynamodb } from '../../shared/clients/dynamodb';
+import { ec2 } from '../../shared/clients/ec2';
+import { kms } from '../../shared/clients/kms';
+import { ssm } from '../../shared/clients/ssm';
+import { TaskStore } from '../../shared/commands/tasks';
+import { auditFromEnv } from '../../shared/audit-env';
+import { compensate, compensateInputSchema, type CompensateDeps } from '../../shared/compensate';
+import { requireEnv } from '../../shared/env';
+import { withLogContext } from '../../shared/logger';
+import { parseTaskInput } from '../../shared/task-input';
+
+const defaultDeps: CompensateDeps = {
+  ec2,
+  kms,
+  ssm,
+  tasks: new TaskStore(dynamodb, requireEnv('COORDINATION_TABLE')),
+  audit: auditFromEnv(),
+  kmsKeyArn: requireEnv('KMS_KEY_ARN'),
+  now: () => new Date(),
+};
+
+export const run = async (event: unknown, deps: CompensateDeps = defaultDeps) =>
+  compensate(parseTaskInput(compensateInputSchema, event), deps);
+
+export const handler = async (event: unknown, context: Context) => {
+  const input = parseTaskInput(compensateInputSchema, event);
+  return withLogContext(context, input.run, () => compensate(input, defaultDeps));
+};

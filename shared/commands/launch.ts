@@ -1,0 +1,173 @@
+import { randomInt } from 'node:crypto';
+import {
+  CancelCommandCommand,
+  DescribeInstanceInformationCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import type { StageConfig } from '../config/stage';
+import { InvalidTaskInputError, NoBuilderAvailableError } from '../errors';
+import { logger } from '../logger';
+import {
+  documentName,
+  DOCUMENT_PARAMETERS,
+  PARAMETER_PATTERNS,
+  resultPrefix,
+  type CommandStep,
+} from './contract';
+import type { TaskStore } from './tasks';
+
+export interface LaunchRequest {
+  step: CommandStep;
+  mode: string;
+  /** Goes to the coordination table only — never to SSM, logs or outputs. */
+  taskToken: string;
+  run: { runId: string; appId: string; environment: string; executionArn: string };
+  /** Document parameters other than the ones the launcher sets itself (resultPrefix, executionTimeout). */
+  parameters: Record<string, string>;
+  /** The state's TimeoutSeconds; the command gets less, so it ends and reports first. */
+  stateTimeoutSeconds: number;
+}
+
+export interface LaunchDeps {
+  ssm: SSMClient;
+  tasks: TaskStore;
+  stage: Pick<StageConfig, 'stage' | 'builder'>;
+  artifactsBucket: string;
+  commandLogGroup: string;
+  /** How long coordination items outlive the command (DynamoDB TTL). */
+  retentionSeconds: number;
+  now: () => Date;
+}
+
+/** A command must end this long before its state times out (at most 10 minutes, at least 1 s). */
+export const executionTimeoutFor = (stateTimeoutSeconds: number): number =>
+  Math.max(1, stateTimeoutSeconds - Math.max(1, Math.min(600, Math.floor(stateTimeoutSeconds / 10))));
+
+const RUNNING = new Set(['Pending', 'InProgress', 'Delayed']);
+
+/**
+ * The callback half of a token stage: store the token, start the stage's SSM document on a builder,
+ * return. Completion arrives later through the command-completed worker (or the reconciler).
+ * A retried state whose earlier attempt's command is still running adopts that command instead of
+ * starting a second build.
+ */
+export const launchCommand = async (
+  req: LaunchRequest,
+  deps: LaunchDeps,
+): Promise<{ commandId: string; instanceId: string; adopted: boolean }> => {
+  const { run, step } = req;
+  const executionTimeout = executionTimeoutFor(req.stateTimeoutSeconds);
+  const parameters: Record<string, string> = {
+    ...req.parameters,
+    resultPrefix: resultPrefix(deps.stage.stage, run.appId, run.runId, step),
+    executionTimeout: String(executionTimeout),
+  };
+  checkParameters(step, parameters);
+
+  const existing = await deps.tasks.get(run.runId, step);
+  if (
+    existing?.status === 'PENDING' &&
+    existing.commandId &&
+    existing.instanceId &&
+    existing.mode === req.mode
+  ) {
+    const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: existing.commandId }));
+    if (
+      RUNNING.has(Commands?.[0]?.Status ?? '') &&
+      (await deps.tasks.adopt(run.runId, step, existing.commandId, req.taskToken))
+    ) {
+      logger.info('adopted the running command of an earlier attempt', {
+        step,
+        commandId: existing.commandId,
+      });
+      return { commandId: existing.commandId, instanceId: existing.instanceId, adopted: true };
+    }
+  }
+
+  const instanceId = await pickBuilder(deps);
+  const now = deps.now();
+  const task = {
+    runId: run.runId,
+    appId: run.appId,
+    environment: run.environment,
+    step,
+    mode: req.mode,
+    executionArn: run.executionArn,
+    taskToken: req.taskToken,
+    createdAt: now.toISOString(),
+    expiresAt: Math.floor(now.getTime() / 1000) + req.stateTimeoutSeconds + deps.retentionSeconds,
+  };
+  await deps.tasks.putPending(task);
+
+  const prefix = parameters.resultPrefix;
+  const sent = await deps.ssm.send(
+    new SendCommandCommand({
+      DocumentName: documentName(deps.stage.stage, step),
+      InstanceIds: [instanceId],
+      Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
+      // Identifies the command without the coordination table (e.g. after a crash right here).
+      Comment: `ami-pipeline ${run.runId} ${step} ${req.mode}`,
+      TimeoutSeconds: 600, // delivery: a builder that is not reachable within 10 minutes fails the command
+      MaxConcurrency: '1',
+      MaxErrors: '0',
+      OutputS3BucketName: deps.artifactsBucket,
+      OutputS3KeyPrefix: `${prefix}/ssm-output`,
+      CloudWatchOutputConfig: { CloudWatchLogGroupName: deps.commandLogGroup, CloudWatchOutputEnabled: true },
+    }),
+  );
+  const commandId = sent.Command?.CommandId;
+  if (!commandId) throw new Error(`SendCommand for ${step} returned no command id`);
+  try {
+    await deps.tasks.setCommand({ ...task, status: 'PENDING' }, commandId, instanceId);
+  } catch (err) {
+    // Unrecorded, the command could outlive the state's compensation and leave an orphan: stop it.
+    await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId })).catch((cancelErr: unknown) => {
+      logger.error('could not cancel an unrecorded command', { commandId, error: cancelErr as Error });
+    });
+    throw err;
+  }
+  logger.info('command started', { step, mode: req.mode, commandId, instanceId, executionTimeout });
+  return { commandId, instanceId, adopted: false };
+};
+
+const checkParameters = (step: CommandStep, parameters: Record<string, string>): void => {
+  const problems: string[] = [];
+  for (const name of DOCUMENT_PARAMETERS[step]) {
+    const value = parameters[name];
+    if (value === undefined) problems.push(`${name}: is required`);
+    else if (!new RegExp(PARAMETER_PATTERNS[name]).test(value))
+      problems.push(`${name}: must match ${PARAMETER_PATTERNS[name]}`);
+  }
+  for (const name of Object.keys(parameters)) {
+    if (!(DOCUMENT_PARAMETERS[step] as readonly string[]).includes(name))
+      problems.push(`${name}: is not a parameter of the ${step} document`);
+  }
+  if (problems.length > 0)
+    throw new InvalidTaskInputError(`${step} command parameters rejected: ${problems.join('; ')}`);
+};
+
+/** One online builder: a configured instance id, or a random online instance carrying the tag. */
+const pickBuilder = async (deps: LaunchDeps): Promise<string> => {
+  const { targets } = deps.stage.builder;
+  const filters =
+    'instanceIds' in targets
+      ? [{ Key: 'InstanceIds', Values: targets.instanceIds }]
+      : [{ Key: `tag:${targets.tag.key}`, Values: [targets.tag.value] }];
+  const online: string[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await deps.ssm.send(new DescribeInstanceInformationCommand({ Filters: filters, NextToken }));
+    for (const info of page.InstanceInformationList ?? []) {
+      if (info.PingStatus === 'Online' && info.InstanceId) online.push(info.InstanceId);
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+  if (online.length === 0) {
+    throw new NoBuilderAvailableError(
+      `no online builder for ${JSON.stringify(targets)}; check the SSM agent on the builder hosts`,
+    );
+  }
+  return online[randomInt(online.length)] as string;
+};

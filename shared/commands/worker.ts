@@ -1,0 +1,40 @@
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { dynamodb } from '../clients/dynamodb';
+import { loadStageConfig } from '../config/stage';
+import { runRefSchema } from '../run-ref';
+import { requireEnv } from '../env';
+import type { LaunchDeps } from './launch';
+import { TaskStore } from './tasks';
+
+/** What every token stage's worker receives from the state machine. */
+export const tokenTaskInputSchema = z.object({
+  taskToken: z.string().min(1),
+  run: runRefSchema,
+  runConfigParameter: z.string().startsWith('/ami-pipeline/'),
+  timeoutSeconds: z.number().int().positive(),
+});
+
+/** How long coordination items are kept after their state's timeout (DynamoDB TTL). */
+const RETENTION_SECONDS = 7 * 24 * 3600;
+
+/** The environment every token worker shares (function.yml), read once at cold start. */
+export const tokenWorkerEnv = () => ({
+  stage: requireEnv('STAGE'),
+  region: requireEnv('AWS_REGION'),
+  artifactsBucket: requireEnv('ARTIFACTS_BUCKET'),
+  kmsKeyArn: requireEnv('KMS_KEY_ARN'),
+  assetsPrefix: requireEnv('ASSETS_PREFIX'),
+  commandLogGroup: requireEnv('COMMAND_LOG_GROUP'),
+  coordinationTable: requireEnv('COORDINATION_TABLE'),
+});
+
+export const launchDeps = (env: ReturnType<typeof tokenWorkerEnv>, ssm: SSMClient): LaunchDeps => ({
+  ssm,
+  tasks: new TaskStore(dynamodb, env.coordinationTable),
+  stage: loadStageConfig(env.stage),
+  artifactsBucket: env.artifactsBucket,
+  commandLogGroup: env.commandLogGroup,
+  retentionSeconds: RETENTION_SECONDS,
+  now: () => new Date(),
+});

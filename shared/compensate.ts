@@ -1,0 +1,159 @@
+import {
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
+import { RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import type { AuditRepository } from './audit';
+import { COMMAND_STEPS } from './commands/contract';
+import type { TaskStore } from './commands/tasks';
+import { errorMessage, errorName } from './errors';
+import { logger } from './logger';
+import { runRefSchema } from './run-ref';
+
+export const compensateInputSchema = z.object({
+  run: runRefSchema,
+  failure: z
+    .object({ stage: z.string(), Error: z.string().optional(), Cause: z.string().optional() })
+    .passthrough(),
+});
+
+export type CompensateInput = z.infer<typeof compensateInputSchema>;
+
+export interface CompensationFailure {
+  action: string;
+  resource: string;
+  error: string;
+}
+
+export interface CompensateOutput {
+  status: 'COMPLETE' | 'INCOMPLETE';
+  undone: number;
+  failed: CompensationFailure[];
+  /** The run reached Provision: its green stack must be destroyed (a long-running command). */
+  needsStackDestroy: boolean;
+}
+
+export interface CompensateDeps {
+  ec2: EC2Client;
+  kms: KMSClient;
+  ssm: SSMClient;
+  tasks: TaskStore;
+  audit: AuditRepository;
+  kmsKeyArn: string;
+  now: () => Date;
+}
+
+const RUN_TAG = 'tag:ami-pipeline:run-id';
+const STILL_RUNNING = new Set(['Pending', 'InProgress', 'Delayed', 'Cancelling']);
+const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFoundException/;
+
+/**
+ * Undoes what a failed run made, from what AWS and the audit table say it made: cancels its
+ * in-flight commands, revokes its KMS grants, deregisters its AMIs (which ends their launch
+ * permissions) and deletes their snapshots. Resources are found by the run's tag as well as the
+ * audit inventory, so an AMI Packer made just before the failure is not missed. Every step is
+ * attempted and recorded (UNDONE or UNDO_FAILED); a failed step never stops the others.
+ */
+export const compensate = async (input: CompensateInput, deps: CompensateDeps): Promise<CompensateOutput> => {
+  const { runId } = input.run;
+  const failed: CompensationFailure[] = [];
+  let undone = 0;
+  /** Runs one undo step; `fn` returns false when there turned out to be nothing to undo. */
+  const attempt = async (action: string, resource: string, fn: () => Promise<unknown>) => {
+    try {
+      if ((await fn()) === false) return;
+      undone++;
+      await deps.audit.recordEvent({
+        runId,
+        type: 'UNDONE',
+        stage: 'Compensate',
+        at: deps.now().toISOString(),
+        id: `${action}#${resource}`,
+        detail: { action, resource, failedStage: input.failure.stage },
+      });
+    } catch (err) {
+      if (GONE.test(errorName(err))) return; // already gone: nothing left to undo
+      failed.push({ action, resource, error: `${errorName(err)}: ${errorMessage(err)}` });
+      await deps.audit
+        .recordEvent({
+          runId,
+          type: 'UNDO_FAILED',
+          stage: 'Compensate',
+          at: deps.now().toISOString(),
+          id: `${action}#${resource}`,
+          detail: { action, resource, error: `${errorName(err)}: ${errorMessage(err)}` },
+        })
+        .catch((auditErr: unknown) =>
+          logger.error('could not record a failed undo', { error: auditErr as Error }),
+        );
+    }
+  };
+
+  let needsStackDestroy = false;
+  for (const step of COMMAND_STEPS) {
+    const task = await deps.tasks.get(runId, step);
+    if (!task) continue;
+    if (step === 'provision' && task.mode === 'apply') needsStackDestroy = true;
+    if (task.status === 'PENDING' && task.commandId) {
+      const commandId = task.commandId;
+      await attempt('CANCEL_COMMAND', commandId, async () => {
+        // A command that already ended is command-completed's to close (its event may be in flight).
+        const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: commandId }));
+        if (!STILL_RUNNING.has(Commands?.[0]?.Status ?? '')) return false;
+        await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+        await deps.tasks.complete(task, 'CANCELLED/compensation');
+        return true;
+      });
+    }
+  }
+
+  for (const grant of await deps.audit.resourcesOf(runId, 'KMS_GRANT')) {
+    await attempt('REVOKE_GRANT', grant.resourceId, () =>
+      deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grant.resourceId })),
+    );
+  }
+
+  const recordedAmis = (await deps.audit.resourcesOf(runId, 'AMI')).map((r) => r.resourceId);
+  const { Images = [] } = await deps.ec2.send(
+    new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
+  );
+  const amis = new Set([...recordedAmis, ...Images.flatMap((i) => (i.ImageId ? [i.ImageId] : []))]);
+  const snapshots = new Set<string>();
+  for (const amiId of amis) {
+    const { Images: found = [] } = await deps.ec2
+      .send(new DescribeImagesCommand({ ImageIds: [amiId] }))
+      .catch((err: unknown) => (GONE.test(errorName(err)) ? { Images: [] } : Promise.reject(err)));
+    for (const image of found) {
+      for (const m of image.BlockDeviceMappings ?? []) if (m.Ebs?.SnapshotId) snapshots.add(m.Ebs.SnapshotId);
+      await attempt('DEREGISTER_IMAGE', amiId, () =>
+        deps.ec2.send(new DeregisterImageCommand({ ImageId: amiId })),
+      );
+    }
+  }
+
+  for (const snapshot of await deps.audit.resourcesOf(runId, 'SNAPSHOT')) snapshots.add(snapshot.resourceId);
+  const { Snapshots = [] } = await deps.ec2.send(
+    new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
+  );
+  for (const s of Snapshots) if (s.SnapshotId) snapshots.add(s.SnapshotId);
+  for (const snapshotId of snapshots) {
+    await attempt('DELETE_SNAPSHOT', snapshotId, () =>
+      deps.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })),
+    );
+  }
+
+  const output: CompensateOutput = {
+    status: failed.length ? 'INCOMPLETE' : 'COMPLETE',
+    undone,
+    failed,
+    needsStackDestroy,
+  };
+  if (failed.length) logger.error('compensation incomplete', { runId, failed });
+  else logger.info('compensation complete', { runId, undone, needsStackDestroy });
+  return output;
+};

@@ -1,0 +1,235 @@
+import {
+  CopyImageCommand,
+  CreateTagsCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  ModifyImageAttributeCommand,
+  ModifySnapshotAttributeCommand,
+  waitUntilImageAvailable,
+  type EC2Client,
+  type Image,
+} from '@aws-sdk/client-ec2';
+import { CreateGrantCommand, GrantOperation, type KMSClient } from '@aws-sdk/client-kms';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import type { AuditRepository } from './audit';
+import { bakeResultSchema } from './commands/contract';
+import { DistributionFailedError } from './errors';
+import { logger } from './logger';
+import { loadRunConfig } from './run-config';
+import { runRefSchema } from './run-ref';
+
+export const distributeInputSchema = z.object({
+  run: runRefSchema,
+  runConfigParameter: z.string().startsWith('/ami-pipeline/'),
+  bake: bakeResultSchema,
+});
+
+export type DistributeInput = z.infer<typeof distributeInputSchema>;
+
+export interface DistributeOutput {
+  amiId: string;
+  snapshotIds: string[];
+  region: string;
+  sharedWith: string;
+  grantId: string;
+}
+
+export interface DistributeDeps {
+  ec2: EC2Client;
+  kms: KMSClient;
+  ssm: SSMClient;
+  audit: AuditRepository;
+  kmsKeyArn: string;
+  /** Upper bound on waiting for an encrypted copy (the Lambda timeout must exceed it). */
+  copyWaitSeconds: number;
+  now: () => Date;
+}
+
+/**
+ * What an account needs on the stage key to launch an AMI encrypted with it: create volumes from
+ * its snapshots (re-encrypting under its own key if it wishes) — nothing to encrypt new data or
+ * manage the key.
+ */
+export const LAUNCH_GRANT_OPERATIONS: GrantOperation[] = [
+  GrantOperation.Decrypt,
+  GrantOperation.DescribeKey,
+  GrantOperation.CreateGrant,
+  GrantOperation.GenerateDataKeyWithoutPlaintext,
+  GrantOperation.ReEncryptFrom,
+  GrantOperation.ReEncryptTo,
+];
+
+const snapshotsOf = (image: Image): string[] =>
+  (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
+
+const encryptedWith = (image: Image, keyArn: string): boolean => {
+  const volumes = (image.BlockDeviceMappings ?? []).filter((m) => m.Ebs);
+  return volumes.length > 0 && volumes.every((m) => m.Ebs?.Encrypted === true && m.Ebs.KmsKeyId === keyArn);
+};
+
+/**
+ * Distribute: make sure the AMI is encrypted with the stage key (copy it if not, and remove the
+ * unencrypted original), tag it and its snapshots with the run, share it with the application
+ * account (launch permission, snapshot create-volume permission, a KMS grant for launching), and
+ * record each of those in the audit table so compensation and auditors can find them.
+ */
+export const distribute = async (input: DistributeInput, deps: DistributeDeps): Promise<DistributeOutput> => {
+  const { run } = input;
+  const config = await loadRunConfig(deps.ssm, input.runConfigParameter);
+  const account = config.app.shareWithAccountId;
+  const base = {
+    runId: run.runId,
+    appId: run.appId,
+    environment: run.environment,
+    executionArn: run.executionArn,
+    buildId: config.release.buildId,
+    version: config.release.version,
+  };
+  const record = (resourceType: string, resourceId: string, detail: Record<string, unknown>) =>
+    deps.audit.recordResource({
+      ...base,
+      resourceType,
+      resourceId,
+      createdAt: deps.now().toISOString(),
+      detail,
+    });
+
+  let image = await currentImage(input, deps);
+  if (!encryptedWith(image, deps.kmsKeyArn)) {
+    image = await replaceWithEncryptedCopy(image, input, config.platform.tags, deps, record);
+  }
+  const amiId = image.ImageId as string;
+  const snapshotIds = snapshotsOf(image);
+
+  await deps.ec2.send(
+    new CreateTagsCommand({
+      Resources: [amiId, ...snapshotIds],
+      Tags: [
+        ...Object.entries(config.platform.tags).map(([Key, Value]) => ({ Key, Value })),
+        { Key: 'ami-pipeline:version', Value: config.release.version },
+        { Key: 'ami-pipeline:build-id', Value: config.release.buildId },
+        { Key: 'ami-pipeline:execution-arn', Value: run.executionArn },
+      ],
+    }),
+  );
+  await deps.ec2.send(
+    new ModifyImageAttributeCommand({ ImageId: amiId, LaunchPermission: { Add: [{ UserId: account }] } }),
+  );
+  await record('LAUNCH_PERMISSION', `${amiId}/${account}`, { amiId, account });
+  for (const snapshotId of snapshotIds) {
+    await deps.ec2.send(
+      new ModifySnapshotAttributeCommand({
+        SnapshotId: snapshotId,
+        Attribute: 'createVolumePermission',
+        OperationType: 'add',
+        UserIds: [account],
+      }),
+    );
+    await record('SNAPSHOT_PERMISSION', `${snapshotId}/${account}`, { snapshotId, account });
+  }
+  // The grant name makes a retried CreateGrant return the same grant instead of a second one.
+  const grant = await deps.kms.send(
+    new CreateGrantCommand({
+      KeyId: deps.kmsKeyArn,
+      GranteePrincipal: `arn:aws:iam::${account}:root`,
+      Operations: LAUNCH_GRANT_OPERATIONS,
+      Name: `ami-pipeline-${run.runId}`,
+    }),
+  );
+  if (!grant.GrantId)
+    throw new DistributionFailedError(`KMS CreateGrant for ${account} returned no grant id`);
+  await record('KMS_GRANT', grant.GrantId, {
+    keyArn: deps.kmsKeyArn,
+    grantee: account,
+    operations: LAUNCH_GRANT_OPERATIONS,
+  });
+
+  logger.info('AMI distributed', { amiId, account, snapshots: snapshotIds.length });
+  return { amiId, snapshotIds, region: input.bake.region, sharedWith: account, grantId: grant.GrantId };
+};
+
+const describeImage = async (ec2: EC2Client, amiId: string): Promise<Image | undefined> => {
+  try {
+    const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [amiId] }));
+    return Images?.[0]?.ImageId ? Images[0] : undefined;
+  } catch (err) {
+    if (err instanceof Error && err.name === 'InvalidAMIID.NotFound') return undefined;
+    throw err;
+  }
+};
+
+/**
+ * The baked AMI, or — when a retried Distribute already replaced it — its encrypted copy (recorded
+ * in the audit table before the original was removed).
+ */
+const currentImage = async (input: DistributeInput, deps: DistributeDeps): Promise<Image> => {
+  const baked = await describeImage(deps.ec2, input.bake.amiId);
+  if (baked) return baked;
+  const copies = (await deps.audit.resourcesOf(input.run.runId, 'AMI')).filter(
+    (r) => r.detail?.copiedFrom === input.bake.amiId,
+  );
+  for (const copy of copies) {
+    const image = await describeImage(deps.ec2, copy.resourceId);
+    if (image) return image;
+  }
+  throw new DistributionFailedError(`AMI ${input.bake.amiId} from the bake does not exist`);
+};
+
+const replaceWithEncryptedCopy = async (
+  original: Image,
+  input: DistributeInput,
+  tags: Record<string, string>,
+  deps: DistributeDeps,
+  record: (type: string, id: string, detail: Record<string, unknown>) => Promise<void>,
+): Promise<Image> => {
+  const Tags = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+  const copy = await deps.ec2.send(
+    new CopyImageCommand({
+      SourceImageId: original.ImageId,
+      SourceRegion: input.bake.region,
+      Name: `${original.Name ?? input.bake.amiId}-enc`.slice(0, 128),
+      Encrypted: true,
+      KmsKeyId: deps.kmsKeyArn,
+      ClientToken: `ami-pipeline-${input.run.runId}-encrypt`,
+      // Tagged at creation: the role may only touch images carrying the stage tag.
+      TagSpecifications: [
+        { ResourceType: 'image', Tags },
+        { ResourceType: 'snapshot', Tags },
+      ],
+    }),
+  );
+  const copyId = copy.ImageId;
+  if (!copyId) throw new DistributionFailedError(`CopyImage of ${original.ImageId} returned no image id`);
+  // Record before waiting: if the wait fails, compensation still finds the copy.
+  await record('AMI', copyId, { copiedFrom: original.ImageId, reason: 'encrypt with the stage key' });
+  try {
+    await waitUntilImageAvailable(
+      { client: deps.ec2, maxWaitTime: deps.copyWaitSeconds, minDelay: 15 },
+      { ImageIds: [copyId] },
+    );
+  } catch (err) {
+    throw new DistributionFailedError(
+      `encrypted copy ${copyId} of ${String(original.ImageId)} did not become available within ${deps.copyWaitSeconds} s`,
+      { cause: err },
+    );
+  }
+  const encrypted = await describeImage(deps.ec2, copyId);
+  if (!encrypted) throw new DistributionFailedError(`encrypted copy ${copyId} disappeared`);
+  for (const snapshotId of snapshotsOf(encrypted)) await record('SNAPSHOT', snapshotId, { amiId: copyId });
+
+  await deps.ec2.send(new DeregisterImageCommand({ ImageId: original.ImageId }));
+  for (const snapshotId of snapshotsOf(original)) {
+    await deps.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+  }
+  await deps.audit.recordEvent({
+    runId: input.run.runId,
+    type: 'UNENCRYPTED_AMI_REPLACED',
+    stage: 'Distribute',
+    at: deps.now().toISOString(),
+    id: original.ImageId as string,
+    detail: { original: original.ImageId, copy: copyId, removedSnapshots: snapshotsOf(original) },
+  });
+  return encrypted;
+};

@@ -1,0 +1,457 @@
+import { TEST_ENV } from './support/env';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  EC2Client,
+  EC2ServiceException,
+  type DescribeImagesCommandInput,
+  type Image,
+} from '@aws-sdk/client-ec2';
+import { DependencyTimeoutException, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import {
+  CancelCommandCommand,
+  ListCommandsCommand,
+  SSMClient,
+  type CommandStatus,
+} from '@aws-sdk/client-ssm';
+import {
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { AuditRepository, type ResourceRecord } from '../../shared/audit';
+import type { CommandStep } from '../../shared/commands/contract';
+import { TaskStore, type CommandTask } from '../../shared/commands/tasks';
+import { compensate, type CompensateDeps, type CompensateInput } from '../../shared/compensate';
+import { inCallOrder } from './support/call-order';
+import { BUILD_ID, EXECUTION_ARN, RUN_ID, RUN_REF } from './support/fixtures';
+
+const ec2Mock = mockClient(EC2Client);
+const kmsMock = mockClient(KMSClient);
+const ssmMock = mockClient(SSMClient);
+const dbMock = mockClient(DynamoDBDocumentClient);
+
+const NOW = '2025-03-04T11:10:00.000Z';
+const KEY_ARN = TEST_ENV.KMS_KEY_ARN;
+const COORDINATION = TEST_ENV.COORDINATION_TABLE;
+const AUDIT = TEST_ENV.AUDIT_TABLE;
+const RUN_TAG_FILTER = [{ Name: 'tag:ami-pipeline:run-id', Values: [RUN_ID] }];
+
+const db = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+const deps: CompensateDeps = {
+  ec2: new EC2Client({}),
+  kms: new KMSClient({}),
+  ssm: new SSMClient({}),
+  tasks: new TaskStore(db, COORDINATION),
+  audit: new AuditRepository(db, AUDIT),
+  kmsKeyArn: KEY_ARN,
+  now: () => new Date(NOW),
+};
+
+const input = (stage = 'Distribute'): CompensateInput => ({
+  run: { ...RUN_REF },
+  failure: { stage, Error: 'DistributionFailedError', Cause: 'KMS CreateGrant failed' },
+});
+
+const task = (step: CommandStep, overrides: Partial<CommandTask> = {}): CommandTask => ({
+  runId: RUN_ID,
+  appId: 'sample-app',
+  environment: 'dev',
+  step,
+  mode: step === 'provision' ? 'apply' : 'run',
+  executionArn: EXECUTION_ARN,
+  taskToken: `token-of-${step}`,
+  status: 'DONE',
+  commandId: `cmd-${step}`,
+  instanceId: 'i-0123456789abcdef0',
+  createdAt: '2025-03-04T10:06:00.000Z',
+  expiresAt: 1741687560,
+  ...overrides,
+});
+
+const resource = (resourceType: string, resourceId: string): ResourceRecord => ({
+  runId: RUN_ID,
+  appId: 'sample-app',
+  environment: 'dev',
+  executionArn: EXECUTION_ARN,
+  buildId: BUILD_ID,
+  version: '1.4.2',
+  resourceType,
+  resourceId,
+  createdAt: '2025-03-04T10:40:00.000Z',
+});
+
+const imageWith = (ImageId: string, snapshots: string[]): Image => ({
+  ImageId,
+  State: 'available',
+  BlockDeviceMappings: [
+    ...snapshots.map((SnapshotId) => ({ DeviceName: '/dev/xvda', Ebs: { SnapshotId } })),
+    { DeviceName: '/dev/sdz', VirtualName: 'ephemeral0' },
+  ],
+});
+
+const ec2Error = (name: string) =>
+  new EC2ServiceException({
+    name,
+    $fault: 'client',
+    $metadata: { httpStatusCode: 400 },
+    message: `${name} for the test`,
+  });
+
+/** What the run left behind: coordination tasks, audit inventory, and EC2's view by the run tag. */
+let tasks: Partial<Record<CommandStep, CommandTask>>;
+let inventory: ResourceRecord[];
+let images: Map<string, Image>;
+let taggedImages: string[];
+let taggedSnapshots: string[];
+
+const auditEvents = (): Record<string, unknown>[] =>
+  dbMock
+    .commandCalls(PutCommand)
+    .filter((call) => call.args[0].input.TableName === AUDIT)
+    .map((call) => call.args[0].input.Item ?? {});
+
+const givenCommandStatus = (CommandId: string, Status: CommandStatus): void => {
+  ssmMock.on(ListCommandsCommand, { CommandId }).resolves({ Commands: [{ CommandId, Status }] });
+};
+
+const undoneEvents = () =>
+  auditEvents()
+    .filter((item) => item.type === 'UNDONE')
+    .map((item) => item.id);
+
+beforeEach(() => {
+  tasks = {};
+  inventory = [];
+  images = new Map();
+  taggedImages = [];
+  taggedSnapshots = [];
+  dbMock.on(GetCommand).callsFake(async (req: { Key?: { pk?: string } }) => {
+    const step = /^TASK#[a-f0-9]{20}#(bake|provision|validate)$/.exec(req.Key?.pk ?? '')?.[1] as
+      CommandStep | undefined;
+    return { Item: step ? tasks[step] : undefined };
+  });
+  dbMock.on(QueryCommand).callsFake(async (req: QueryCommandInput) => {
+    const prefix = String(req.ExpressionAttributeValues?.[':prefix'] ?? '');
+    return {
+      Items: inventory.filter((r) => `RESOURCE#${r.resourceType}#${r.resourceId}`.startsWith(prefix)),
+    };
+  });
+  dbMock.on(PutCommand).resolves({});
+  dbMock.on(UpdateCommand).resolves({});
+  ec2Mock.on(DescribeImagesCommand).callsFake(async (req: DescribeImagesCommandInput) => {
+    if (req.ImageIds) {
+      const [id = ''] = req.ImageIds;
+      const found = images.get(id);
+      if (!found) throw ec2Error('InvalidAMIID.NotFound');
+      return { Images: [found] };
+    }
+    return { Images: taggedImages.flatMap((id) => images.get(id) ?? []) };
+  });
+  ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
+    Snapshots: taggedSnapshots.map((SnapshotId) => ({ SnapshotId })),
+  }));
+  ec2Mock.on(DeregisterImageCommand).resolves({});
+  ec2Mock.on(DeleteSnapshotCommand).resolves({});
+  kmsMock.on(RevokeGrantCommand).resolves({});
+  ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+  ssmMock.on(CancelCommandCommand).resolves({});
+});
+
+afterEach(() => {
+  ec2Mock.reset();
+  kmsMock.reset();
+  ssmMock.reset();
+  dbMock.reset();
+});
+
+describe('compensation', () => {
+  describe('commands', () => {
+    it.each<CommandStatus>(['InProgress', 'Pending', 'Cancelling'])(
+      "cancels a run's command that is still %s and completes its task",
+      async (status) => {
+        tasks.bake = task('bake', { status: 'PENDING' });
+        givenCommandStatus('cmd-bake', status);
+
+        const output = await compensate(input('Bake'), deps);
+
+        expect(ssmMock).toHaveReceivedCommandWith(ListCommandsCommand, { CommandId: 'cmd-bake' });
+        expect(ssmMock).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-bake' });
+        expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+          TableName: COORDINATION,
+          Key: { pk: `TASK#${RUN_ID}#bake` },
+          ExpressionAttributeValues: expect.objectContaining({
+            ':outcome': 'CANCELLED/compensation',
+            ':token': 'token-of-bake',
+          }),
+        });
+        expect(undoneEvents()).toEqual(['CANCEL_COMMAND#cmd-bake']);
+        expect(output).toEqual({ status: 'COMPLETE', undone: 1, failed: [], needsStackDestroy: false });
+      },
+    );
+
+    it.each<CommandStatus>(['Success', 'Failed', 'TimedOut', 'Cancelled'])(
+      'leaves a pending task whose command already ended %s to command completion',
+      async (status) => {
+        tasks.bake = task('bake', { status: 'PENDING' });
+        givenCommandStatus('cmd-bake', status);
+
+        await compensate(input('Bake'), deps);
+
+        expect(ssmMock).toHaveReceivedCommandTimes(CancelCommandCommand, 0);
+        expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
+      },
+    );
+
+    it('leaves finished tasks and tasks that never recorded a command alone', async () => {
+      tasks.bake = task('bake', { status: 'DONE' });
+      tasks.provision = task('provision', { status: 'PENDING', commandId: undefined });
+
+      await compensate(input('Provision'), deps);
+
+      expect(ssmMock).toHaveReceivedCommandTimes(ListCommandsCommand, 0);
+      expect(ssmMock).toHaveReceivedCommandTimes(CancelCommandCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
+    });
+
+    it('records a command it cannot cancel as UNDO_FAILED', async () => {
+      tasks.validate = task('validate', { status: 'PENDING' });
+      givenCommandStatus('cmd-validate', 'InProgress');
+      ssmMock.on(CancelCommandCommand).rejects(new Error('builder unreachable'));
+
+      const output = await compensate(input('Validate'), deps);
+
+      expect(output.status).toBe('INCOMPLETE');
+      expect(output.failed).toEqual([
+        { action: 'CANCEL_COMMAND', resource: 'cmd-validate', error: 'Error: builder unreachable' },
+      ]);
+      expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
+    });
+  });
+
+  it('revokes every KMS grant the run recorded', async () => {
+    inventory.push(resource('KMS_GRANT', 'grant-1'), resource('KMS_GRANT', 'grant-2'));
+
+    await compensate(input(), deps);
+
+    expect(kmsMock).toHaveReceivedCommandTimes(RevokeGrantCommand, 2);
+    expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { KeyId: KEY_ARN, GrantId: 'grant-1' });
+    expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { KeyId: KEY_ARN, GrantId: 'grant-2' });
+    expect(dbMock).toHaveReceivedCommandWith(QueryCommand, {
+      TableName: AUDIT,
+      ExpressionAttributeValues: { ':pk': `RUN#${RUN_ID}`, ':prefix': 'RESOURCE#KMS_GRANT#' },
+    });
+    expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1', 'REVOKE_GRANT#grant-2']);
+  });
+
+  describe('AMIs and snapshots', () => {
+    it('deregisters AMIs found by the run tag and in the audit inventory, each once', async () => {
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', []));
+      images.set('ami-0000000000000000b', imageWith('ami-0000000000000000b', []));
+      inventory.push(resource('AMI', 'ami-0000000000000000a'));
+      taggedImages.push('ami-0000000000000000a', 'ami-0000000000000000b');
+
+      await compensate(input(), deps);
+
+      expect(ec2Mock).toHaveReceivedCommandWith(DescribeImagesCommand, {
+        Owners: ['self'],
+        Filters: RUN_TAG_FILTER,
+      });
+      expect(ec2Mock.commandCalls(DeregisterImageCommand).map((call) => call.args[0].input.ImageId)).toEqual([
+        'ami-0000000000000000a',
+        'ami-0000000000000000b',
+      ]);
+    });
+
+    it('deletes the snapshots of each AMI after deregistering it', async () => {
+      images.set(
+        'ami-0000000000000000a',
+        imageWith('ami-0000000000000000a', ['snap-00000000000000a1', 'snap-00000000000000a2']),
+      );
+      inventory.push(resource('AMI', 'ami-0000000000000000a'));
+
+      await compensate(input(), deps);
+
+      const deregistered = ec2Mock.commandCalls(DeregisterImageCommand)[0];
+      const deleted = ec2Mock.commandCalls(DeleteSnapshotCommand);
+      expect(deleted.map((call) => call.args[0].input.SnapshotId)).toEqual([
+        'snap-00000000000000a1',
+        'snap-00000000000000a2',
+      ]);
+      expect(inCallOrder(deregistered, deleted[0])).toBe(true);
+    });
+
+    it('deletes snapshots recorded in the inventory or tagged with the run, each once', async () => {
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', ['snap-00000000000000a1']));
+      taggedImages.push('ami-0000000000000000a');
+      inventory.push(
+        resource('SNAPSHOT', 'snap-00000000000000a1'),
+        resource('SNAPSHOT', 'snap-00000000000000c1'),
+      );
+      taggedSnapshots.push('snap-00000000000000c1', 'snap-00000000000000d1');
+
+      await compensate(input(), deps);
+
+      expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
+        OwnerIds: ['self'],
+        Filters: RUN_TAG_FILTER,
+      });
+      expect(
+        ec2Mock.commandCalls(DeleteSnapshotCommand).map((call) => call.args[0].input.SnapshotId),
+      ).toEqual(['snap-00000000000000a1', 'snap-00000000000000c1', 'snap-00000000000000d1']);
+    });
+
+    it('records an UNDONE event for every step, naming the failed stage', async () => {
+      inventory.push(resource('KMS_GRANT', 'grant-1'), resource('AMI', 'ami-0000000000000000a'));
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', ['snap-00000000000000a1']));
+
+      const output = await compensate(input(), deps);
+
+      expect(output).toEqual({ status: 'COMPLETE', undone: 3, failed: [], needsStackDestroy: false });
+      expect(auditEvents()).toEqual([
+        {
+          pk: `RUN#${RUN_ID}`,
+          sk: `EVENT#${NOW}#UNDONE#REVOKE_GRANT#grant-1`,
+          entity: 'EVENT',
+          runId: RUN_ID,
+          type: 'UNDONE',
+          stage: 'Compensate',
+          at: NOW,
+          id: 'REVOKE_GRANT#grant-1',
+          detail: { action: 'REVOKE_GRANT', resource: 'grant-1', failedStage: 'Distribute' },
+        },
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDONE#DEREGISTER_IMAGE#ami-0000000000000000a`,
+          detail: {
+            action: 'DEREGISTER_IMAGE',
+            resource: 'ami-0000000000000000a',
+            failedStage: 'Distribute',
+          },
+        }),
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDONE#DELETE_SNAPSHOT#snap-00000000000000a1`,
+          detail: { action: 'DELETE_SNAPSHOT', resource: 'snap-00000000000000a1', failedStage: 'Distribute' },
+        }),
+      ]);
+    });
+  });
+
+  describe('failures along the way', () => {
+    it('records a failing step as UNDO_FAILED, reports it and still undoes the rest', async () => {
+      inventory.push(resource('KMS_GRANT', 'grant-1'), resource('AMI', 'ami-0000000000000000a'));
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', ['snap-00000000000000a1']));
+      kmsMock
+        .on(RevokeGrantCommand)
+        .rejects(new DependencyTimeoutException({ message: 'KMS dependency timed out', $metadata: {} }));
+
+      const output = await compensate(input(), deps);
+
+      expect(output).toEqual({
+        status: 'INCOMPLETE',
+        undone: 2,
+        failed: [
+          {
+            action: 'REVOKE_GRANT',
+            resource: 'grant-1',
+            error: 'DependencyTimeoutException: KMS dependency timed out',
+          },
+        ],
+        needsStackDestroy: false,
+      });
+      expect(auditEvents()).toContainEqual(
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDO_FAILED#REVOKE_GRANT#grant-1`,
+          type: 'UNDO_FAILED',
+          stage: 'Compensate',
+          detail: {
+            action: 'REVOKE_GRANT',
+            resource: 'grant-1',
+            error: 'DependencyTimeoutException: KMS dependency timed out',
+          },
+        }),
+      );
+      expect(ec2Mock).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: 'ami-0000000000000000a' });
+      expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, {
+        SnapshotId: 'snap-00000000000000a1',
+      });
+    });
+
+    it('still returns its report when the UNDO_FAILED event cannot be written', async () => {
+      inventory.push(resource('KMS_GRANT', 'grant-1'));
+      kmsMock
+        .on(RevokeGrantCommand)
+        .rejects(new DependencyTimeoutException({ message: 'KMS dependency timed out', $metadata: {} }));
+      dbMock.on(PutCommand).rejects(new Error('audit table unavailable'));
+
+      const output = await compensate(input(), deps);
+
+      expect(output.status).toBe('INCOMPLETE');
+      expect(output.failed).toHaveLength(1);
+    });
+
+    it('does not count resources that are already gone as failures', async () => {
+      inventory.push(
+        resource('AMI', 'ami-0000000000000000a'),
+        resource('AMI', 'ami-00000000000000009'),
+        resource('SNAPSHOT', 'snap-00000000000000a1'),
+      );
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', []));
+      ec2Mock.on(DeregisterImageCommand).rejects(ec2Error('InvalidAMIID.NotFound'));
+      ec2Mock.on(DeleteSnapshotCommand).rejects(ec2Error('InvalidSnapshot.NotFound'));
+
+      const output = await compensate(input(), deps);
+
+      expect(output).toEqual({ status: 'COMPLETE', undone: 0, failed: [], needsStackDestroy: false });
+      expect(ec2Mock).toHaveReceivedCommandWith(DescribeImagesCommand, {
+        ImageIds: ['ami-00000000000000009'],
+      });
+      expect(ec2Mock).not.toHaveReceivedCommandWith(DeregisterImageCommand, {
+        ImageId: 'ami-00000000000000009',
+      });
+      expect(auditEvents().filter((item) => item.type === 'UNDO_FAILED')).toEqual([]);
+    });
+
+    it('reports a snapshot still in use as a failure', async () => {
+      inventory.push(resource('SNAPSHOT', 'snap-00000000000000a1'));
+      ec2Mock.on(DeleteSnapshotCommand).rejects(ec2Error('InvalidSnapshot.InUse'));
+
+      const output = await compensate(input(), deps);
+
+      expect(output.status).toBe('INCOMPLETE');
+      expect(output.failed).toEqual([
+        {
+          action: 'DELETE_SNAPSHOT',
+          resource: 'snap-00000000000000a1',
+          error: 'InvalidSnapshot.InUse: InvalidSnapshot.InUse for the test',
+        },
+      ]);
+    });
+  });
+
+  describe('the green stack', () => {
+    it.each<[string, Partial<Record<CommandStep, CommandTask>>, boolean]>([
+      ['a provision apply that finished', { bake: task('bake'), provision: task('provision') }, true],
+      [
+        'a provision apply that never recorded its command',
+        { provision: task('provision', { status: 'PENDING', commandId: undefined }) },
+        true,
+      ],
+      ['only a provision destroy', { provision: task('provision', { mode: 'destroy' }) }, false],
+      ['no provision at all', { bake: task('bake'), validate: task('validate') }, false],
+      ['no task at all', {}, false],
+    ])('after %s, reports needsStackDestroy %s', async (_case, given, expected) => {
+      tasks = given;
+
+      const output = await compensate(input('Provision'), deps);
+
+      expect(output.needsStackDestroy).toBe(expected);
+    });
+  });
+});
