@@ -4,7 +4,10 @@ import { dynamodb } from '../clients/dynamodb';
 import { loadStageConfig } from '../config/stage';
 import { runRefSchema } from '../run-ref';
 import { requireEnv } from '../env';
-import type { LaunchDeps } from './launch';
+import type { Context } from 'aws-lambda';
+import { withLogContext } from '../logger';
+import { parseTaskInput } from '../task-input';
+import { launchCommand, type LaunchDeps, type LaunchRequest } from './launch';
 import { TaskStore } from './tasks';
 
 /** What every token stage's worker receives from the state machine. */
@@ -37,4 +40,23 @@ export const launchDeps = (env: ReturnType<typeof tokenWorkerEnv>, ssm: SSMClien
   commandLogGroup: env.commandLogGroup,
   retentionSeconds: RETENTION_SECONDS,
   now: () => new Date(),
+});
+
+/**
+ * The plumbing every token worker shares: parse the state machine's input, turn it into the
+ * stage's launch request, start the command with the run's ids on every log line.
+ */
+export const tokenWorker = <S extends typeof tokenTaskInputSchema>(
+  schema: S,
+  toRequest: (input: z.infer<S>, deps: LaunchDeps) => LaunchRequest | Promise<LaunchRequest>,
+  defaultDeps: LaunchDeps,
+) => ({
+  run: async (event: unknown, deps: LaunchDeps = defaultDeps) =>
+    launchCommand(await toRequest(parseTaskInput(schema, event), deps), deps),
+  handler: async (event: unknown, context: Context) => {
+    const input = parseTaskInput(schema, event);
+    return withLogContext(context, input.run, async () =>
+      launchCommand(await toRequest(input, defaultDeps), defaultDeps),
+    );
+  },
 });

@@ -16,6 +16,7 @@ import {
   ListCommandsCommand,
   SSMClient,
   type CommandStatus,
+  InvalidCommandId,
 } from '@aws-sdk/client-ssm';
 import {
   DynamoDBDocumentClient,
@@ -453,5 +454,25 @@ describe('compensation', () => {
 
       expect(output.needsStackDestroy).toBe(expected);
     });
+  });
+});
+
+describe('compensation when a lookup fails', () => {
+  it('still revokes grants and removes AMIs when looking up one pending command fails', async () => {
+    tasks.bake = task('bake', { status: 'PENDING' });
+    ssmMock
+      .on(ListCommandsCommand)
+      .rejects(new InvalidCommandId({ message: 'Invalid command id', $metadata: {} }));
+    inventory.push(resource('KMS_GRANT', 'grant-1'), resource('AMI', 'ami-0000000000000000a'));
+    images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', ['snap-00000000000000a1']));
+
+    const output = await compensate(input('Bake'), deps);
+
+    expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { GrantId: 'grant-1' });
+    expect(ec2Mock).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: 'ami-0000000000000000a' });
+    expect(output.status).toBe('INCOMPLETE');
+    expect(output.failed).toContainEqual(
+      expect.objectContaining({ action: 'CANCEL_COMMAND', resource: 'cmd-bake' }),
+    );
   });
 });

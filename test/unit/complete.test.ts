@@ -1,5 +1,9 @@
 import { TEST_ENV } from './support/env';
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  ProvisionedThroughputExceededException,
+} from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import {
   InvalidToken,
@@ -636,5 +640,30 @@ describe('command completion', () => {
       expect(sfnMock.calls()).toHaveLength(0);
       expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
     });
+  });
+});
+
+describe('command completion when an audit write fails', () => {
+  it('leaves the task pending, so the redelivered event records the inventory and then completes it', async () => {
+    givenWaiting(task());
+    givenResult('bake', JSON.stringify(BAKE_RESULT));
+    dbMock
+      .on(PutCommand, { TableName: AUDIT, Item: { resourceType: 'AMI' } })
+      .rejectsOnce(new ProvisionedThroughputExceededException({ message: 'throttled', $metadata: {} }))
+      .resolves({});
+
+    // First delivery: the task is answered, then the inventory write fails before the task is closed.
+    await expect(completeCommand(COMMAND_ID, 'Success', deps)).rejects.toThrow(
+      ProvisionedThroughputExceededException,
+    );
+    expect(completionUpdate()).toBeUndefined();
+    // Lambda retries the asynchronous EventBridge invocation; the task is still pending.
+    await completeCommand(COMMAND_ID, 'Success', deps);
+
+    const amiWrites = dbMock
+      .commandCalls(PutCommand)
+      .filter((call) => call.args[0].input.Item?.resourceType === 'AMI');
+    expect(amiWrites).toHaveLength(2);
+    expect(completionUpdate()).toBeDefined();
   });
 });

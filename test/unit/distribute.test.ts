@@ -1,5 +1,5 @@
 import { TEST_ENV } from './support/env';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import {
   CopyImageCommand,
   CreateTagsCommand,
@@ -420,5 +420,54 @@ describe('distribute', () => {
       expect(err).toHaveProperty('message', expect.stringContaining('platform: is required'));
       expect(ec2Mock.calls()).toHaveLength(0);
     });
+  });
+});
+
+describe('distribute, retried or failing mid-way', () => {
+  it('completes when Step Functions retries it after it already replaced an unencrypted AMI', async () => {
+    givenBakedImage({ Encrypted: false });
+    // The audit table as far as this test wrote it: the retry finds the copy the first attempt recorded.
+    dbMock.on(QueryCommand).callsFake(async (req: { ExpressionAttributeValues?: Record<string, string> }) => {
+      const pk = req.ExpressionAttributeValues?.[':pk'];
+      const prefix = req.ExpressionAttributeValues?.[':prefix'] ?? '';
+      return {
+        Items: dbMock
+          .commandCalls(PutCommand)
+          .map((call) => call.args[0].input.Item as Record<string, unknown>)
+          .filter((item) => item.pk === pk && String(item.sk).startsWith(prefix)),
+      };
+    });
+    // The first attempt copies the AMI, deregisters the unencrypted original, then fails on an error
+    // the state's Retry lists (ProvisionedThroughputExceededException) while recording the share.
+    let throttled = false;
+    dbMock.on(PutCommand).callsFake(async (req: { Item?: { resourceType?: string } }) => {
+      if (req.Item?.resourceType === 'LAUNCH_PERMISSION' && !throttled) {
+        throttled = true;
+        throw new ProvisionedThroughputExceededException({ message: 'throttled', $metadata: {} });
+      }
+      return {};
+    });
+    await expect(distribute(input, deps)).rejects.toThrow(ProvisionedThroughputExceededException);
+    expect(images.has(BAKED_AMI)).toBe(false);
+
+    // Step Functions runs the worker again with the same input.
+    const output = await distribute(input, deps);
+
+    expect(output.amiId).toBe(COPY_AMI);
+  });
+
+  it('reports a failed encryption copy as DistributionFailedError', async () => {
+    givenBakedImage({ Encrypted: false });
+    ec2Mock.on(CopyImageCommand).callsFake(async () => {
+      images.set(COPY_AMI, {
+        ...image(COPY_AMI, COPY_SNAPSHOTS, { Encrypted: true, KmsKeyId: KEY_ARN }),
+        State: 'failed',
+      });
+      return { ImageId: COPY_AMI };
+    });
+
+    const err = await failureOf();
+
+    expect(err).toBeInstanceOf(DistributionFailedError);
   });
 });
