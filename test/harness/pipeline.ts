@@ -2,7 +2,13 @@ import './polyfills';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  ResourceNotFoundException,
+} from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import {
@@ -380,21 +386,33 @@ export class LocalPipeline {
   private async provision(): Promise<void> {
     for (const logicalId of ['AuditTable', 'CoordinationTable']) {
       const props = this.template.resourceProperties(logicalId);
-      try {
-        await this.rawDb.send(
-          new CreateTableCommand({
-            TableName: props.TableName as string,
-            AttributeDefinitions: props.AttributeDefinitions as never,
-            KeySchema: props.KeySchema as never,
-            BillingMode: props.BillingMode as never,
-            ...(props.GlobalSecondaryIndexes
-              ? { GlobalSecondaryIndexes: props.GlobalSecondaryIndexes as never }
-              : {}),
-          }),
+      const tableName = props.TableName as string;
+      const indexes = ((props.GlobalSecondaryIndexes ?? []) as { IndexName: string }[])
+        .map((i) => i.IndexName)
+        .sort();
+      // State kept from an older version (npm start's .local/) may lack an index added since:
+      // the local tables are then rebuilt from the current definition.
+      const existing = await this.rawDb
+        .send(new DescribeTableCommand({ TableName: tableName }))
+        .catch((err: unknown) =>
+          err instanceof ResourceNotFoundException ? undefined : Promise.reject(err),
         );
-      } catch (err) {
-        if (!(err instanceof ResourceInUseException)) throw err;
+      if (existing) {
+        const have = (existing.Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName ?? '').sort();
+        if (JSON.stringify(have) === JSON.stringify(indexes)) continue;
+        await this.rawDb.send(new DeleteTableCommand({ TableName: tableName }));
       }
+      await this.rawDb.send(
+        new CreateTableCommand({
+          TableName: tableName,
+          AttributeDefinitions: props.AttributeDefinitions as never,
+          KeySchema: props.KeySchema as never,
+          BillingMode: props.BillingMode as never,
+          ...(props.GlobalSecondaryIndexes
+            ? { GlobalSecondaryIndexes: props.GlobalSecondaryIndexes as never }
+            : {}),
+        }),
+      );
     }
     for (const logicalId of ['ArtifactsBucket', 'ReportsBucket', 'LogsBucket']) {
       try {
