@@ -150,21 +150,31 @@ export class AuditRepository {
 
   /** Resources a run recorded, optionally of one type. */
   async resourcesOf(runId: string, resourceType?: string): Promise<ResourceRecord[]> {
-    const items: ResourceRecord[] = [];
+    return (await this.queryRun(
+      runId,
+      resourceType ? `RESOURCE#${resourceType}#` : 'RESOURCE#',
+    )) as unknown as ResourceRecord[];
+  }
+
+  /** A run's events, oldest first. */
+  async eventsOf(runId: string): Promise<Record<string, unknown>[]> {
+    return this.queryRun(runId, 'EVENT#');
+  }
+
+  /** Every item of a run's partition whose sort key starts with `prefix`, all pages. */
+  private async queryRun(runId: string, prefix: string): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     do {
       const page = await this.db.send(
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: {
-            ':pk': auditKeys.runEvents(runId),
-            ':prefix': resourceType ? `RESOURCE#${resourceType}#` : 'RESOURCE#',
-          },
+          ExpressionAttributeValues: { ':pk': auditKeys.runEvents(runId), ':prefix': prefix },
           ExclusiveStartKey,
         }),
       );
-      items.push(...((page.Items ?? []) as ResourceRecord[]));
+      items.push(...(page.Items ?? []));
       ExclusiveStartKey = page.LastEvaluatedKey;
     } while (ExclusiveStartKey);
     return items;

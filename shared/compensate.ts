@@ -5,6 +5,7 @@ import {
   DescribeSnapshotsCommand,
   type EC2Client,
 } from '@aws-sdk/client-ec2';
+import type { Action, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
@@ -13,6 +14,7 @@ import { COMMAND_STEPS } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
+import { restoreListener } from './release/traffic';
 import { runRefSchema } from './run-ref';
 
 export const compensateInputSchema = z.object({
@@ -40,6 +42,7 @@ export interface CompensateOutput {
 
 export interface CompensateDeps {
   ec2: EC2Client;
+  elbv2: ElasticLoadBalancingV2Client;
   kms: KMSClient;
   ssm: SSMClient;
   tasks: TaskStore;
@@ -54,7 +57,8 @@ const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFo
 
 /**
  * Undoes what a failed run made, from what AWS and the audit table say it made: cancels its
- * in-flight commands, revokes its KMS grants, deregisters its AMIs (which ends their launch
+ * in-flight commands, puts the ALB listener back as the run found it (blue at 100 %), revokes its
+ * KMS grants, deregisters its AMIs (which ends their launch
  * permissions) and deletes their snapshots. Resources are found by the run's tag as well as the
  * audit inventory, so an AMI Packer made just before the failure is not missed. Every step is
  * attempted and recorded (UNDONE or UNDO_FAILED); a failed step never stops the others.
@@ -63,8 +67,16 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
   const { runId } = input.run;
   const failed: CompensationFailure[] = [];
   let undone = 0;
-  /** Runs one undo step; `fn` returns false when there turned out to be nothing to undo. */
-  const attempt = async (action: string, resource: string, fn: () => Promise<unknown>) => {
+  /**
+   * Runs one undo step; `fn` returns false when there turned out to be nothing to undo. An error
+   * matching `gone` means the resource no longer exists, which is not a failure.
+   */
+  const attempt = async (
+    action: string,
+    resource: string,
+    fn: () => Promise<unknown>,
+    gone: RegExp = GONE,
+  ) => {
     try {
       if ((await fn()) === false) return;
       undone++;
@@ -77,7 +89,7 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
         detail: { action, resource, failedStage: input.failure.stage },
       });
     } catch (err) {
-      if (GONE.test(errorName(err))) return; // already gone: nothing left to undo
+      if (gone.test(errorName(err))) return; // already gone: nothing left to undo
       failed.push({ action, resource, error: `${errorName(err)}: ${errorMessage(err)}` });
       await deps.audit
         .recordEvent({
@@ -110,6 +122,18 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
         return true;
       });
     }
+  }
+
+  // Traffic first: blue must serve 100 % again before anything green is removed.
+  for (const change of await deps.audit.resourcesOf(runId, 'LISTENER_CHANGE')) {
+    const detail = change.detail as { listenerArn: string; previousActions: Action[] };
+    // Only a missing listener is "gone"; a missing blue target group is a failed restore.
+    await attempt(
+      'RESTORE_LISTENER',
+      detail.listenerArn,
+      () => restoreListener(deps.elbv2, detail.listenerArn, detail.previousActions),
+      /^ListenerNotFound/,
+    );
   }
 
   for (const grant of await deps.audit.resourcesOf(runId, 'KMS_GRANT')) {

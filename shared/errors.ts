@@ -91,3 +91,13 @@ export class NoBuilderAvailableError extends PipelineError {
 export class UnknownCommandError extends PipelineError {
   override readonly name = 'UnknownCommandError';
 }
+
+/** The green stack did not answer its health check through the ALB. */
+export class SmokeTestFailedError extends PipelineError {
+  override readonly name = 'SmokeTestFailedError';
+}
+
+/** Between traffic steps, green's targets were unhealthy or its 5xx rate exceeded the app's limit. */
+export class CanaryCheckFailedError extends PipelineError {
+  override readonly name = 'CanaryCheckFailedError';
+}

@@ -1,6 +1,7 @@
 import type { Context } from 'aws-lambda';
 import { dynamodb } from '../../shared/clients/dynamodb';
 import { ec2 } from '../../shared/clients/ec2';
+import { elbv2 } from '../../shared/clients/elbv2';
 import { kms } from '../../shared/clients/kms';
 import { ssm } from '../../shared/clients/ssm';
 import { TaskStore } from '../../shared/commands/tasks';
@@ -12,6 +13,7 @@ import { parseTaskInput } from '../../shared/task-input';
 
 const defaultDeps: CompensateDeps = {
   ec2,
+  elbv2,
   kms,
   ssm,
   tasks: new TaskStore(dynamodb, requireEnv('COORDINATION_TABLE')),

@@ -91,7 +91,8 @@ export const provisionResultSchema = z.strictObject({
   targetGroupArn: z
     .string()
     .regex(/^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup\/[A-Za-z0-9-]+\/[a-f0-9]+$/),
-  albDns: z.string().regex(/^[A-Za-z0-9.-]{1,255}$/),
+  // A DNS name; a port is accepted for ALB stand-ins reached by address (the local harness).
+  albDns: z.string().regex(/^[A-Za-z0-9.-]{1,255}(:[0-9]{1,5})?$/),
   terraformStateVersion: z.string().min(1).max(1024),
 });
 

@@ -60,6 +60,22 @@ export const appConfigSchema = z.strictObject({
     )
     .default([]),
   tags: z.record(z.string().regex(TAG_KEY), z.string().regex(TAG_VALUE)).default({}),
+  /** Blue-green: percentages of traffic to green, in order (the last is 100), soak time, 5xx limit. */
+  traffic: z
+    .strictObject({
+      steps: z
+        .array(z.number().int().min(1).max(100))
+        .min(1)
+        .max(10)
+        .refine((steps) => steps.at(-1) === 100, { error: 'the last step must be 100' })
+        .refine((steps) => steps.every((v, i) => i === 0 || v > (steps[i - 1] ?? 0)), {
+          error: 'steps must increase',
+        }),
+      soakSeconds: z.number().int().min(0).max(3600),
+      /** Highest share of green's requests that may end in a 5xx between steps (0.01 = 1 %). */
+      max5xxRate: z.number().min(0).max(1),
+    })
+    .default({ steps: [10, 50, 100], soakSeconds: 300, max5xxRate: 0.01 }),
 });
 
 export type AppConfig = z.infer<typeof appConfigSchema>;

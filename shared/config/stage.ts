@@ -61,6 +61,19 @@ export const stageConfigSchema = z.strictObject({
     /** A token stage fails when no heartbeat arrives for this long; the reconciler beats every 5 minutes. */
     heartbeatSeconds: z.number().int().min(2).max(86400),
   }),
+  release: z
+    .strictObject({
+      /** How long the previous release keeps running after the switch (a fast way back), seconds. */
+      decommissionAfterSeconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 24 * 3600),
+      /** Smoke test: attempts through the ALB, with exponential backoff from this first pause. */
+      smokeTestAttempts: z.number().int().min(1).max(20),
+      smokeTestFirstDelayMs: z.number().int().min(0).max(60000),
+    })
+    .default({ decommissionAfterSeconds: 86400, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 }),
   audit: z.strictObject({
     /** Deletion protection on the audit table; keep it on wherever auditors rely on the table. */
     deletionProtection: z.boolean().default(true),

@@ -19,7 +19,9 @@ import type { ExecutionEvent, ExecutionRecord } from './sim/sfn';
 import { REPO_ROOT } from './template';
 
 const SCENARIOS = {
-  release: 'a release of the sample app, end to end',
+  release: "the sample app's first release, then a second one switched blue-green (10 → 50 → 100 %)",
+  'smoke-fails': 'the smoke test through the ALB fails: blue keeps 100 %, green is destroyed',
+  'canary-fails': 'green answers 5xx at the 50 % step: weights restored, green destroyed, blue still live',
   'rule-violation':
     'an app config that breaks platform rules: the run fails in PreProvision, every violation listed',
   duplicate: 'the same trigger delivered three times: one run',
@@ -161,8 +163,27 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
   let expectation: (executions: ExecutionRecord[]) => boolean;
   switch (scenario) {
     case 'release': {
-      publish(await message(buildId, '1.0.0'), `sample-app 1.0.0, build ${buildId}`);
-      expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
+      publish(await message(`${buildId}-1`, '1.0.0'), `sample-app 1.0.0, build ${buildId}-1`);
+      await pipeline.settle();
+      publish(await message(`${buildId}-2`, '1.1.0'), `sample-app 1.1.0, build ${buildId}-2`);
+      expectation = (ex) => ex.length === 2 && ex.every((e) => e.status === 'SUCCEEDED');
+      break;
+    }
+    case 'smoke-fails':
+    case 'canary-fails': {
+      publish(await message(`${buildId}-1`, '2.0.0'), `sample-app 2.0.0 (blue), build ${buildId}-1`);
+      await pipeline.settle();
+      pipeline.elb.setScenario(
+        'sample-app',
+        scenario === 'smoke-fails' ? { smokeStatus: 503 } : { errorsFromPercent: 50, errorRate: 0.2 },
+      );
+      publish(await message(`${buildId}-2`, '2.1.0'), `sample-app 2.1.0 (green), build ${buildId}-2`);
+      const error = scenario === 'smoke-fails' ? 'SmokeTestFailedError' : 'CanaryCheckFailedError';
+      expectation = (ex) =>
+        ex.length === 2 &&
+        ex[0]?.status === 'SUCCEEDED' &&
+        ex[1]?.error === error &&
+        nothingLeft(pipeline, ex[1]);
       break;
     }
     case 'rule-violation': {
@@ -296,6 +317,15 @@ const printRun = async (pipeline: LocalPipeline, execution: ExecutionRecord) => 
   const outcome = pipeline.outcomes().find((o) => o.runId === runId);
   if (outcome)
     console.log(dim(`  outcome notification: ${String(outcome.status)} → ${pipeline.name('OutcomeTopic')}`));
+  const weights = pipeline.elb.weights(appId);
+  const live = await pipeline.liveRelease(appId);
+  console.log(
+    `  at the end: ALB listener ${
+      Object.entries(weights)
+        .map(([tg, w]) => `${w} % → ${tg.split('/').slice(-2, -1)[0] ?? tg}`)
+        .join(', ') || 'no forward'
+    }; live release: ${live ? `${String(live.version)} (run ${String(live.runId)})` : 'none'}`,
+  );
   const heartbeats = pipeline.sfn.heartbeatsOf(execution.executionArn);
   console.log(
     dim(

@@ -23,6 +23,14 @@ import {
   ModifySnapshotAttributeCommand,
 } from '@aws-sdk/client-ec2';
 import { CreateGrantCommand, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
+import {
+  DescribeListenersCommand,
+  DescribeLoadBalancersCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  ModifyListenerCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import {
   DescribeExecutionCommand,
   SendTaskFailureCommand,
@@ -52,6 +60,7 @@ import { startEmulators, type Emulators } from './emulators';
 import { LambdaRuntime } from './lambda';
 import { CommandsSim, type StatusChangeEvent } from './sim/commands';
 import { Ec2Sim } from './sim/ec2';
+import { ElbSim } from './sim/elb';
 import { KmsSim } from './sim/kms';
 import { StepFunctionsSim, type ExecutionEvent, type ExecutionRecord, type TaskHook } from './sim/sfn';
 import { SnsSim, type PublishedMessage } from './sim/sns';
@@ -108,6 +117,7 @@ export class LocalPipeline {
   readonly sqs = new SqsSim();
   readonly sns = new SnsSim();
   readonly ec2 = new Ec2Sim();
+  readonly elb: ElbSim;
   readonly lambda = new LambdaRuntime();
   readonly sfn: StepFunctionsSim;
   readonly commands: CommandsSim;
@@ -136,6 +146,7 @@ export class LocalPipeline {
       ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
+    this.elb = new ElbSim(template.stage.region, LOCAL_ACCOUNT_ID);
     this.commands = new CommandsSim({
       repoRoot: REPO_ROOT,
       stage: template.stage.stage,
@@ -145,6 +156,7 @@ export class LocalPipeline {
       builders: [builderFor(template.stage.stage)],
       parameters: this.ssm,
       ec2: this.ec2,
+      elb: this.elb,
       s3: this.s3,
       emit: (event) => this.deliverEvent(event),
       tick: async () => {
@@ -156,19 +168,17 @@ export class LocalPipeline {
   static async start(options: LocalPipelineOptions = {}): Promise<LocalPipeline> {
     const stageName = options.stage ?? 'dev';
     const scratchDir = mkdtempSync(path.join(tmpdir(), 'ami-pipeline-'));
-    // The handlers read config/ at cold start; with overrides they read a merged copy instead.
-    let configDir = path.join(REPO_ROOT, 'config');
-    if (options.stageOverrides) {
-      configDir = path.join(scratchDir, 'config');
-      rmSync(configDir, { recursive: true, force: true });
-      mkdirSync(configDir);
-      const base = parseYaml(readFileSync(path.join(REPO_ROOT, 'config', `${stageName}.yml`), 'utf8'));
-      writeFileSync(
-        path.join(configDir, `${stageName}.yml`),
-        JSON.stringify(deepMerge(base, options.stageOverrides)),
-      );
-      copyFileSync(path.join(REPO_ROOT, 'config/rules.yml'), path.join(configDir, 'rules.yml'));
-    }
+    // The handlers read config/ at cold start: they read a merged copy here, with the smoke test's
+    // backoff made instant (as Retry pauses are) and the caller's overrides on top.
+    const configDir = path.join(scratchDir, 'config');
+    mkdirSync(configDir);
+    const base = parseYaml(readFileSync(path.join(REPO_ROOT, 'config', `${stageName}.yml`), 'utf8'));
+    const harnessDefaults = { release: { smokeTestFirstDelayMs: 0 } };
+    writeFileSync(
+      path.join(configDir, `${stageName}.yml`),
+      JSON.stringify(deepMerge(deepMerge(base, harnessDefaults), options.stageOverrides ?? {})),
+    );
+    copyFileSync(path.join(REPO_ROOT, 'config/rules.yml'), path.join(configDir, 'rules.yml'));
     const stage = loadStageConfig(stageName, configDir);
     const template = new LocalTemplate(stage);
     const emulators = await startEmulators({
@@ -346,6 +356,18 @@ export class LocalPipeline {
     });
   }
 
+  /** The live release of an app (one Query on the LIVE#<env> partition). */
+  async liveRelease(
+    appId: string,
+    environment = this.template.stage.stage,
+  ): Promise<Record<string, unknown> | undefined> {
+    const items = await this.query({
+      KeyConditionExpression: 'pk = :pk AND sk = :sk',
+      ExpressionAttributeValues: { ':pk': `LIVE#${environment}`, ':sk': `APP#${appId}` },
+    });
+    return items[0];
+  }
+
   async lockItem(appId: string, environment: string): Promise<Record<string, unknown> | undefined> {
     const items = await this.query(
       {
@@ -361,6 +383,7 @@ export class LocalPipeline {
     for (const stub of this.stubs) stub.restore();
     this.rawDb.destroy();
     this.s3.destroy();
+    await this.elb.stop();
     await this.emulators.stop();
     this.restoreEnv();
     rmSync(this.scratchDir, { recursive: true, force: true });
@@ -482,7 +505,20 @@ export class LocalPipeline {
     kms.on(CreateGrantCommand).callsFake(async (input) => this.kms.createGrant(input));
     kms.on(RevokeGrantCommand).callsFake(async (input) => this.kms.revokeGrant(input));
 
+    const elbv2 = mockClient(ElasticLoadBalancingV2Client);
+    elbv2.onAnyCommand().rejects(new Error('Elastic Load Balancing call not simulated by the harness'));
+    elbv2.on(DescribeLoadBalancersCommand).callsFake(async () => this.elb.describeLoadBalancers());
+    elbv2.on(DescribeListenersCommand).callsFake(async (input) => this.elb.describeListeners(input));
+    elbv2.on(ModifyListenerCommand).callsFake(async (input) => this.elb.modifyListener(input));
+    elbv2.on(DescribeTargetHealthCommand).callsFake(async (input) => this.elb.describeTargetHealth(input));
+
+    const cloudwatch = mockClient(CloudWatchClient);
+    cloudwatch.onAnyCommand().rejects(new Error('CloudWatch call not simulated by the harness'));
+    cloudwatch.on(GetMetricStatisticsCommand).callsFake(async (input) => this.elb.getMetricStatistics(input));
+
     this.stubs.push(
+      elbv2 as unknown as AnyStub,
+      cloudwatch as unknown as AnyStub,
       sfn as unknown as AnyStub,
       sqs as unknown as AnyStub,
       ssm as unknown as AnyStub,

@@ -1,22 +1,44 @@
 import { asList, at, isObject, type Json, type JsonObject } from './stack';
 
+/** A state of a definition and the Map and Parallel states around it, outermost first. */
+export interface NestedState {
+  name: string;
+  state: JsonObject;
+  enclosing: [string, JsonObject][];
+}
+
+/** The state machines nested in a state: a Map's item processor, a Parallel's branches. */
+const nestedMachines = (state: JsonObject): JsonObject[] =>
+  [...asList(state.Branches), at(state, 'ItemProcessor') ?? null, at(state, 'Iterator') ?? null].filter(
+    isObject,
+  );
+
+/** Every state of a definition, nested ones included, with the states that enclose it. */
+export const statesWithin = (
+  definition: JsonObject,
+  enclosing: [string, JsonObject][] = [],
+): NestedState[] => {
+  const states = at(definition, 'States');
+  if (!isObject(states)) return [];
+  return Object.entries(states).flatMap(([name, state]): NestedState[] => {
+    if (!isObject(state)) return [];
+    const inner = nestedMachines(state).flatMap((machine) =>
+      statesWithin(machine, [...enclosing, [name, state]]),
+    );
+    return [{ name, state, enclosing }, ...inner];
+  });
+};
+
 /**
  * Every state of a definition, nested ones included (Parallel branches, Map item processors), as
  * `[name, state]`.
  */
-export const allStates = (definition: JsonObject): [string, JsonObject][] => {
-  const states = at(definition, 'States');
-  if (!isObject(states)) return [];
-  return Object.entries(states).flatMap(([name, state]): [string, JsonObject][] => {
-    if (!isObject(state)) return [];
-    const nested = [
-      ...asList(state.Branches),
-      at(state, 'ItemProcessor') ?? null,
-      at(state, 'Iterator') ?? null,
-    ].filter(isObject);
-    return [[name, state], ...nested.flatMap(allStates)];
-  });
-};
+export const allStates = (definition: JsonObject): [string, JsonObject][] =>
+  statesWithin(definition).map(({ name, state }) => [name, state]);
+
+/** The nested state machines of a definition (item processors, branches), at any depth. */
+export const nestedDefinitions = (definition: JsonObject): JsonObject[] =>
+  allStates(definition).flatMap(([, state]) => nestedMachines(state));
 
 /** A packaged definition: the parsed ASL and the `Fn::Sub` variables its `${…}` placeholders stand for. */
 export interface PackagedDefinition {
@@ -102,4 +124,36 @@ export const findCycle = (definition: JsonObject): string[] | undefined => {
     if (cycle !== undefined) return cycle;
   }
   return undefined;
+};
+
+/**
+ * The states a successful execution enters, in order: from `StartAt` along `Next` (a Choice's
+ * `Default`) to the end. A Map's item processor is entered once per item, `mapItems` times, a
+ * Parallel's branches once each; nested states are named `Outer/Inner`. This is what Step Functions
+ * bills as state transitions. Throws on a loop or a missing state.
+ */
+export const successPath = (definition: JsonObject, mapItems: number, prefix = ''): string[] => {
+  const states = topLevelStates(definition);
+  const seen = new Set<string>();
+  const path: string[] = [];
+  let next: Json | undefined = definition.StartAt;
+  while (typeof next === 'string') {
+    const name: string = next;
+    const state = states[name];
+    if (state === undefined) throw new Error(`the success path reaches a missing state ${prefix}${name}`);
+    if (seen.has(name)) throw new Error(`the success path loops through ${prefix}${name}`);
+    seen.add(name);
+    path.push(`${prefix}${name}`);
+    const inner = `${prefix}${name}/`;
+    if (state.Type === 'Map') {
+      const [processor] = nestedMachines(state);
+      for (let item = 0; processor !== undefined && item < mapItems; item += 1) {
+        path.push(...successPath(processor, mapItems, inner));
+      }
+    } else {
+      nestedMachines(state).forEach((branch) => path.push(...successPath(branch, mapItems, inner)));
+    }
+    next = state.Type === 'Choice' ? state.Default : state.End === true ? undefined : state.Next;
+  }
+  return path;
 };

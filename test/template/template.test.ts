@@ -14,7 +14,16 @@ import {
 import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { loadStageConfig } from '../../shared/config/stage';
 import { ConfigurationError } from '../../shared/errors';
-import { allStates, findCycle, functionOf, parseDefinition, reachableFrom } from './asl';
+import {
+  allStates,
+  findCycle,
+  functionOf,
+  nestedDefinitions,
+  parseDefinition,
+  reachableFrom,
+  statesWithin,
+  successPath,
+} from './asl';
 import {
   actionMatches,
   allows,
@@ -56,6 +65,9 @@ const FUNCTIONS = [
   'validate',
   'commandCompleted',
   'reconciler',
+  'smokeTest',
+  'traffic',
+  'recordRelease',
   'compensate',
 ];
 /** `commandCompleted` → `CommandCompleted`, the prefix of the framework's logical ids for a function. */
@@ -116,7 +128,19 @@ const RESOURCE_STAR_ACTIONS = [
   // EC2 Describe* calls have no resource type (list_amazonec2); the mutations stay on tagged ARNs.
   'ec2:DescribeImages',
   'ec2:DescribeSnapshots',
+  // Elastic Load Balancing v2 reads have no resource type (list_elasticloadbalancingv2);
+  // ModifyListener has one (listener/app) and stays on the stage's tagged listeners.
+  'elasticloadbalancing:DescribeLoadBalancers',
+  'elasticloadbalancing:DescribeListeners',
+  'elasticloadbalancing:DescribeTargetHealth',
+  // CloudWatch GetMetricStatistics has no resource type (list_amazoncloudwatch). Not GetMetricData:
+  // it has the resource type `dataset` (OTLP metrics read with PromQL), so "*" would grant those too.
+  'cloudwatch:GetMetricStatistics',
 ];
+/** How many steps the traffic shift is budgeted for (the sample app's 10, 50 and 100 %). */
+const BUDGETED_TRAFFIC_STEPS = 3;
+/** Step Functions bills state transitions; a successful run must stay within this design budget. */
+const TRANSITION_BUDGET = 40;
 
 const getAttArn = (logicalId: string): Json => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
 
@@ -469,17 +493,34 @@ describe('the packaged CloudFormation template', () => {
         return state;
       };
 
-      it('has a definition that parses and in which every Task state catches States.ALL last', () => {
+      /** Whether the state's last catcher takes every error. */
+      const catchesAll = (state: JsonObject): boolean =>
+        JSON.stringify(at(asList(state.Catch).at(-1), 'ErrorEquals')) === JSON.stringify(['States.ALL']);
+
+      it('has a definition that parses and in which every Task, nested ones too, is caught by a States.ALL catcher last', () => {
         const { definition } = definitionOf();
-        const tasks = allStates(definition).filter(([, state]) => state.Type === 'Task');
+        const tasks = statesWithin(definition).filter(({ state }) => state.Type === 'Task');
+        // A task in a Map's item processor fails the Map, whose own Catch then applies.
+        const uncaught = tasks
+          .filter(
+            ({ state, enclosing }) => !catchesAll(state) && !enclosing.some(([, outer]) => catchesAll(outer)),
+          )
+          .map(({ name, enclosing }) => [...enclosing.map(([outer]) => outer), name].join('/'));
 
         expect(Object.keys(at(definition, 'States') ?? {})).toContain(definition.StartAt);
-        expect(ids(tasks)).toEqual(
-          expect.arrayContaining(['AcquireLock', 'PreProvision', ...TOKEN_STATES.map(([state]) => state)]),
+        expect(tasks.map(({ name }) => name)).toEqual(
+          expect.arrayContaining([
+            'AcquireLock',
+            'PreProvision',
+            ...TOKEN_STATES.map(([state]) => state),
+            'SmokeTest',
+            'PrepareTraffic',
+            'ShiftStep',
+            'CheckStep',
+            'RecordRelease',
+          ]),
         );
-        expect(byId(tasks, (state) => at(asList(state.Catch).at(-1), 'ErrorEquals') ?? 'no Catch')).toEqual(
-          sameForAll(ids(tasks), ['States.ALL']),
-        );
+        expect(uncaught).toEqual([]);
       });
 
       it('waits on a task token in Bake, Provision, Validate and DestroyGreenStack, and nowhere else', () => {
@@ -550,27 +591,41 @@ describe('the packaged CloudFormation template', () => {
         expect(byId(retried, (errors) => errors.filter(mustNotRetry))).toEqual(sameForAll(ids(retried), []));
       });
 
-      it('sends every stage failure through Compensate, from the token stages too', () => {
+      it('sends every stage failure through Compensate, from the token and release stages too', () => {
         const { definition } = definitionOf();
         const compensation = reachableFrom(definition, 'Compensate');
         // Pass states named *Failed outside the compensation branch mark which stage failed.
         const markers = allStates(definition).filter(
           ([name, state]) => state.Type === 'Pass' && name.endsWith('Failed') && !compensation.has(name),
         );
-        const tokenStageCatchAll = ['Bake', 'Provision', 'Validate'].map(
-          (name): [string, Json | undefined] => [
-            name,
-            at(asList(stateNamed(definition, name).Catch).at(-1), 'Next'),
-          ],
-        );
+        const stageCatchAll = [
+          'Bake',
+          'Provision',
+          'Validate',
+          'SmokeTest',
+          'PrepareTraffic',
+          'ShiftTraffic',
+          'RecordRelease',
+        ].map((name): [string, Json | undefined] => [
+          name,
+          at(asList(stateNamed(definition, name).Catch).at(-1), 'Next'),
+        ]);
 
         expect(ids(markers)).toEqual(
-          expect.arrayContaining(['BakeFailed', 'DistributeFailed', 'ProvisionFailed', 'ValidateFailed']),
+          expect.arrayContaining([
+            'BakeFailed',
+            'DistributeFailed',
+            'ProvisionFailed',
+            'ValidateFailed',
+            'SmokeTestFailed',
+            'TrafficFailed',
+            'RecordReleaseFailed',
+          ]),
         );
         expect(byId(markers, (state) => state.Next)).toEqual(sameForAll(ids(markers), 'Compensate'));
-        expect(
-          byId(tokenStageCatchAll, (marker) => at(stateNamed(definition, String(marker)), 'Next')),
-        ).toEqual(sameForAll(ids(tokenStageCatchAll), 'Compensate'));
+        expect(byId(stageCatchAll, (marker) => at(stateNamed(definition, String(marker)), 'Next'))).toEqual(
+          sameForAll(ids(stageCatchAll), 'Compensate'),
+        );
       });
 
       it('records the failure after compensation whatever happens in it, a crash of Compensate included', () => {
@@ -600,11 +655,84 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
-      it('has no Wait state and no loop: long stages wait on a token instead of polling', () => {
+      it('waits only in the soak of each traffic step and has no loop: long stages wait on a token instead of polling', () => {
         const { definition } = definitionOf();
+        const waits = statesWithin(definition)
+          .filter(({ state }) => state.Type === 'Wait')
+          .map(({ name, enclosing }) => [...enclosing.map(([outer]) => outer), name].join('/'));
 
-        expect(ids(allStates(definition).filter(([, state]) => state.Type === 'Wait'))).toEqual([]);
+        // The soak runs once per traffic step (bounded by the plan), never to poll for a result.
+        expect(waits).toEqual(['ShiftTraffic/Soak']);
         expect(findCycle(definition)).toBeUndefined();
+        expect(nestedDefinitions(definition).map((nested) => findCycle(nested) ?? 'no loop')).toEqual(
+          nestedDefinitions(definition).map(() => 'no loop'),
+        );
+      });
+
+      it('shifts traffic one step at a time over the prepared steps: shift, soak for the plan, check', () => {
+        const { definition, variables } = definitionOf();
+        const shift = stateNamed(definition, 'ShiftTraffic');
+        const processor = at(shift, 'ItemProcessor');
+        const step = (name: string) => at(processor, 'States', name);
+
+        expect({
+          Type: shift.Type,
+          ItemsPath: shift.ItemsPath,
+          MaxConcurrency: shift.MaxConcurrency,
+          plan: at(shift, 'ItemSelector', 'plan.$'),
+        }).toEqual({
+          Type: 'Map',
+          ItemsPath: '$.stages.traffic.steps',
+          MaxConcurrency: 1,
+          plan: '$.stages.traffic',
+        });
+        // PrepareTraffic writes the plan (steps and soak) the Map iterates over.
+        expect(at(stateNamed(definition, 'PrepareTraffic'), 'ResultPath')).toBe('$.stages.traffic');
+        expect({
+          StartAt: at(processor, 'StartAt'),
+          ShiftStep: [at(step('ShiftStep'), 'Type'), at(step('ShiftStep'), 'Next')],
+          Soak: [at(step('Soak'), 'Type'), at(step('Soak'), 'SecondsPath'), at(step('Soak'), 'Next')],
+          CheckStep: [at(step('CheckStep'), 'Type'), at(step('CheckStep'), 'End')],
+        }).toEqual({
+          StartAt: 'ShiftStep',
+          ShiftStep: ['Task', 'Soak'],
+          Soak: ['Wait', '$.plan.soakSeconds', 'CheckStep'],
+          CheckStep: ['Task', true],
+        });
+        expect(
+          ['ShiftStep', 'CheckStep'].map((name) => {
+            const task = step(name);
+            return isObject(task) ? functionOf(task, variables) : 'missing';
+          }),
+        ).toEqual(['TrafficLambdaFunction', 'TrafficLambdaFunction']);
+        expect(at(asList(shift.Catch).at(-1), 'ErrorEquals')).toEqual(['States.ALL']);
+        expect(at(asList(shift.Catch).at(-1), 'Next')).toBe('TrafficFailed');
+        expect(at(stateNamed(definition, 'TrafficFailed'), 'Next')).toBe('Compensate');
+      });
+
+      it(`stays within ${TRANSITION_BUDGET} state transitions on the success path with a ${BUDGETED_TRAFFIC_STEPS}-step traffic shift`, () => {
+        const { definition } = definitionOf();
+        const path = successPath(definition, BUDGETED_TRAFFIC_STEPS);
+        const topLevel = path.filter((name) => !name.includes('/'));
+        const release = [
+          'Validate',
+          'SmokeTest',
+          'PrepareTraffic',
+          'ShiftTraffic',
+          'RecordRelease',
+          'ReleaseLock',
+        ];
+
+        expect(path.at(-1)).toBe('Succeeded');
+        expect(topLevel.filter((name) => release.includes(name))).toEqual(release);
+        expect(path.filter((name) => name.startsWith('ShiftTraffic/'))).toEqual(
+          Array.from({ length: BUDGETED_TRAFFIC_STEPS }, () => [
+            'ShiftTraffic/ShiftStep',
+            'ShiftTraffic/Soak',
+            'ShiftTraffic/CheckStep',
+          ]).flat(),
+        );
+        expect(path.length).toBeLessThanOrEqual(TRANSITION_BUDGET);
       });
 
       it('may invoke exactly the functions its definition calls', () => {
@@ -618,6 +746,13 @@ describe('the packaged CloudFormation template', () => {
         );
 
         expect([...new Set(invocable)].sort()).toEqual([...new Set(called)].sort());
+        expect(called).toEqual(
+          expect.arrayContaining([
+            'SmokeTestLambdaFunction',
+            'TrafficLambdaFunction',
+            'RecordReleaseLambdaFunction',
+          ]),
+        );
         expect(called).not.toContain('CommandCompletedLambdaFunction');
       });
     });
@@ -640,7 +775,7 @@ describe('the packaged CloudFormation template', () => {
         ).toEqual([]);
       });
 
-      it('lets only the token workers send commands, only the completers answer tokens, and only distribute and compensate remove AMIs', () => {
+      it('lets only the token workers send commands, only the completers answer tokens, only distribute and compensate remove AMIs, and only traffic and compensate change listeners', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
         const holders = (action: string) =>
           ids(policies.filter(([, policy]) => allows(policyStatements(policy), action))).sort();
@@ -650,6 +785,7 @@ describe('the packaged CloudFormation template', () => {
           'states:SendTaskFailure',
           'ec2:DeregisterImage',
           'ec2:DeleteSnapshot',
+          'elasticloadbalancing:ModifyListener',
         ];
 
         expect(Object.fromEntries(actions.map((action) => [action, holders(action)]))).toEqual({
@@ -658,6 +794,7 @@ describe('the packaged CloudFormation template', () => {
           'states:SendTaskFailure': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
           'ec2:DeregisterImage': ['compensate', 'distribute'].map(roleOf).sort(),
           'ec2:DeleteSnapshot': ['compensate', 'distribute'].map(roleOf).sort(),
+          'elasticloadbalancing:ModifyListener': ['compensate', 'traffic'].map(roleOf).sort(),
         });
       });
 
@@ -806,6 +943,8 @@ describe('the packaged CloudFormation template', () => {
         StringEquals: { 'aws:ResourceTag/ami-pipeline:stage': stage },
       });
       const runConfigs = () => regional('ssm', `parameter/ami-pipeline/${stage}/*`);
+      /** Application Load Balancer listeners of the region and account; the stage tag narrows them. */
+      const stageListeners = () => regional('elasticloadbalancing', 'listener/app/*');
 
       const permissions = (fn: string): string[] =>
         grantLines(roleStatements(roleOf(fn)), FRAMEWORK_SERVICES).filter(
@@ -908,7 +1047,7 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
-      it('lets compensate cancel commands, revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
+      it('lets compensate cancel commands, revoke grants on the stage key, remove only stage-tagged AMIs and snapshots and put back only stage-tagged listeners', () => {
         expect(permissions('compensate')).toEqual(
           [
             ...grant(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [coordinationTable]),
@@ -917,7 +1056,40 @@ describe('the packaged CloudFormation template', () => {
             ...grant(['kms:RevokeGrant'], [stageKey]),
             ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
+            ...grant(['elasticloadbalancing:ModifyListener'], [stageListeners()], stageTagged()),
           ].sort(),
+        );
+      });
+
+      it("lets smoke-test only read and decrypt this stage's run configs", () => {
+        // grantLines here keeps audit-table lines: the smoke test has none.
+        expect(grantLines(roleStatements(roleOf('smokeTest')), FRAMEWORK_SERVICES)).toEqual(
+          [...grant(['ssm:GetParameter'], [runConfigs()]), ...grant(['kms:Decrypt'], [stageKey])].sort(),
+        );
+      });
+
+      it('lets traffic read run configs, load balancers and metrics, and change only the listeners of stage-tagged load balancers', () => {
+        expect(permissions('traffic')).toEqual(
+          [
+            ...grant(['ssm:GetParameter'], [runConfigs()]),
+            ...grant(['kms:Decrypt'], [stageKey]),
+            ...grant(
+              [
+                'elasticloadbalancing:DescribeLoadBalancers',
+                'elasticloadbalancing:DescribeListeners',
+                'elasticloadbalancing:DescribeTargetHealth',
+                'cloudwatch:GetMetricStatistics',
+              ],
+              ['*'],
+            ),
+            ...grant(['elasticloadbalancing:ModifyListener'], [stageListeners()], stageTagged()),
+          ].sort(),
+        );
+      });
+
+      it("lets record-release only read and decrypt this stage's run configs besides the audit table", () => {
+        expect(permissions('recordRelease')).toEqual(
+          [...grant(['ssm:GetParameter'], [runConfigs()]), ...grant(['kms:Decrypt'], [stageKey])].sort(),
         );
       });
 
@@ -926,11 +1098,20 @@ describe('the packaged CloudFormation template', () => {
 
         expect({
           distribute: auditPermissions('distribute'),
+          traffic: auditPermissions('traffic'),
+          recordRelease: auditPermissions('recordRelease'),
           commandCompleted: auditPermissions('commandCompleted'),
           reconciler: auditPermissions('reconciler'),
           compensate: auditPermissions('compensate'),
         }).toEqual({
           distribute: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
+          // Each listener change is recorded; a retried write reads the existing item back to compare.
+          traffic: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
+          // The live item is read before it is replaced; the run's events (a Query) give the stage timings.
+          recordRelease: grant(
+            ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+            [auditTable],
+          ).sort(),
           // Completion looks the run up by id (byResource) before recording what the command made.
           commandCompleted: expect.arrayContaining(
             grant(['dynamodb:PutItem'], [auditTable]).concat(grant(['dynamodb:Query'], [byResource])),
@@ -1174,6 +1355,19 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
+      it.each([
+        ['smokeTest', 'smoke-test'],
+        ['recordRelease', 'record-release'],
+      ])(
+        "ships %s with this stage's config (its release settings, read at cold start) and no other stage's",
+        async (fn, folder) => {
+          const entries = await zipEntries(stack.artifact(`${fn}.zip`));
+
+          expect(entries).toContain(`functions/${folder}/handler.js`);
+          expect(entries.filter((entry) => entry.startsWith('config/'))).toEqual([`config/${stage}.yml`]);
+        },
+      );
+
       it.each(COMMAND_STEPS)(
         "ships the %s worker with this stage's config (its builder targets, read at cold start) and no other stage's",
         async (step) => {
@@ -1281,6 +1475,80 @@ describe('the template checks themselves', () => {
     expect(iamViolations('Role', statements, RESOURCE_STAR_ACTIONS)).toEqual([
       'Role statement 1 allows ssm:SendCommand, states:SendTaskSuccess on Resource "*"',
     ]);
+  });
+
+  it('accept Elastic Load Balancing reads on Resource "*", but not ModifyListener or CloudWatch GetMetricData', () => {
+    const statements: JsonObject[] = [
+      {
+        Effect: 'Allow',
+        Action: [
+          'elasticloadbalancing:DescribeLoadBalancers',
+          'elasticloadbalancing:DescribeListeners',
+          'elasticloadbalancing:DescribeTargetHealth',
+        ],
+        Resource: '*',
+      },
+      {
+        Effect: 'Allow',
+        Action: ['elasticloadbalancing:ModifyListener', 'cloudwatch:GetMetricData'],
+        Resource: '*',
+      },
+    ];
+
+    expect(iamViolations('Role', statements, RESOURCE_STAR_ACTIONS)).toEqual([
+      'Role statement 1 allows elasticloadbalancing:ModifyListener, cloudwatch:GetMetricData on Resource "*"',
+    ]);
+  });
+
+  it('follow the success path once per Map item, and refuse a path that loops', () => {
+    const mapped: JsonObject = {
+      StartAt: 'Start',
+      States: {
+        Start: { Type: 'Pass', Next: 'Route' },
+        Route: {
+          Type: 'Choice',
+          Choices: [{ Variable: '$.x', IsPresent: true, Next: 'Fail' }],
+          Default: 'Each',
+        },
+        Each: {
+          Type: 'Map',
+          ItemProcessor: {
+            StartAt: 'Do',
+            States: { Do: { Type: 'Task', Next: 'Pause' }, Pause: { Type: 'Wait', Seconds: 1, End: true } },
+          },
+          Next: 'Done',
+        },
+        Done: { Type: 'Succeed' },
+        Fail: { Type: 'Fail' },
+      },
+    };
+    const looping: JsonObject = {
+      StartAt: 'A',
+      States: { A: { Type: 'Pass', Next: 'B' }, B: { Type: 'Pass', Next: 'A' } },
+    };
+
+    expect(successPath(mapped, 2)).toEqual([
+      'Start',
+      'Route',
+      'Each',
+      'Each/Do',
+      'Each/Pause',
+      'Each/Do',
+      'Each/Pause',
+      'Done',
+    ]);
+    expect(
+      statesWithin(mapped).map(({ name, enclosing }) => [name, enclosing.map(([outer]) => outer)]),
+    ).toEqual([
+      ['Start', []],
+      ['Route', []],
+      ['Each', []],
+      ['Do', ['Each']],
+      ['Pause', ['Each']],
+      ['Done', []],
+      ['Fail', []],
+    ]);
+    expect(() => successPath(looping, 1)).toThrow('the success path loops through A');
   });
 
   it('match IAM action wildcards the way IAM does, and only in Allow statements', () => {

@@ -296,4 +296,45 @@ describe('audit repository', () => {
       await expect(audit.resourcesOf('r1', 'KMS_GRANT')).resolves.toEqual([]);
     });
   });
+
+  describe('eventsOf', () => {
+    const event = (at: string, type: string) => ({
+      pk: 'RUN#r1',
+      sk: `EVENT#${at}#${type}`,
+      entity: 'EVENT',
+      runId: 'r1',
+      type,
+      stage: 'PostProvision',
+      at,
+    });
+
+    it("queries the run's EVENT# items, following every page, oldest first", async () => {
+      const preProvisioned = event('2025-03-04T10:05:00.000Z', 'PRE_PROVISIONED');
+      const shifted = event('2025-03-04T11:30:00.000Z', 'TRAFFIC_SHIFTED');
+      const lastKey = { pk: 'RUN#r1', sk: preProvisioned.sk };
+      dbMock
+        .on(QueryCommand)
+        .resolvesOnce({ Items: [preProvisioned], LastEvaluatedKey: lastKey })
+        .resolvesOnce({ Items: [shifted] });
+
+      const found = await audit.eventsOf('r1');
+
+      expect(found).toEqual([preProvisioned, shifted]);
+      expect(dbMock).toHaveReceivedCommandTimes(QueryCommand, 2);
+      expect(dbMock).toHaveReceivedNthSpecificCommandWith(1, QueryCommand, {
+        TableName: TABLE,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': 'RUN#r1', ':prefix': 'EVENT#' },
+      });
+      expect(dbMock.commandCalls(QueryCommand)[0]?.args[0].input.ExclusiveStartKey).toBeUndefined();
+      expect(dbMock.commandCalls(QueryCommand)[0]?.args[0].input.IndexName).toBeUndefined();
+      expect(dbMock).toHaveReceivedNthSpecificCommandWith(2, QueryCommand, { ExclusiveStartKey: lastKey });
+    });
+
+    it('returns an empty list when the run recorded no event', async () => {
+      dbMock.on(QueryCommand).resolves({});
+
+      await expect(audit.eventsOf('r1')).resolves.toEqual([]);
+    });
+  });
 });

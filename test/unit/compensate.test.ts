@@ -10,6 +10,13 @@ import {
   type DescribeImagesCommandInput,
   type Image,
 } from '@aws-sdk/client-ec2';
+import {
+  ElasticLoadBalancingV2Client,
+  ListenerNotFoundException,
+  ModifyListenerCommand,
+  PriorRequestNotCompleteException,
+  type Action,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import { DependencyTimeoutException, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
 import {
   CancelCommandCommand,
@@ -35,6 +42,7 @@ import { inCallOrder } from './support/call-order';
 import { BUILD_ID, EXECUTION_ARN, RUN_ID, RUN_REF } from './support/fixtures';
 
 const ec2Mock = mockClient(EC2Client);
+const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const kmsMock = mockClient(KMSClient);
 const ssmMock = mockClient(SSMClient);
 const dbMock = mockClient(DynamoDBDocumentClient);
@@ -48,6 +56,7 @@ const RUN_TAG_FILTER = [{ Name: 'tag:ami-pipeline:run-id', Values: [RUN_ID] }];
 const db = DynamoDBDocumentClient.from(new DynamoDBClient({}));
 const deps: CompensateDeps = {
   ec2: new EC2Client({}),
+  elbv2: new ElasticLoadBalancingV2Client({}),
   kms: new KMSClient({}),
   ssm: new SSMClient({}),
   tasks: new TaskStore(db, COORDINATION),
@@ -87,6 +96,21 @@ const resource = (resourceType: string, resourceId: string): ResourceRecord => (
   resourceType,
   resourceId,
   createdAt: '2025-03-04T10:40:00.000Z',
+});
+
+const LISTENER_ARN =
+  'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/sample-app-dev/50dc6c495c0c9188/f2f7dc8efc522ab2';
+const BLUE_TG =
+  'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/sample-app-blue/73e2d6bc24d8a067';
+/** The listener's actions as PrepareTraffic found them: everything to blue. */
+const BLUE_ONLY: Action[] = [
+  { Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: BLUE_TG, Weight: 1 }] } },
+];
+
+/** What PrepareTraffic records before the first shift, so a failure can put the listener back. */
+const listenerChange = (listenerArn: string, previousActions: Action[]): ResourceRecord => ({
+  ...resource('LISTENER_CHANGE', `${listenerArn}#${RUN_ID}`),
+  detail: { listenerArn, previousActions, blue: BLUE_TG, green: 'arn:green' },
 });
 
 const imageWith = (ImageId: string, snapshots: string[]): Image => ({
@@ -161,6 +185,7 @@ beforeEach(() => {
   }));
   ec2Mock.on(DeregisterImageCommand).resolves({});
   ec2Mock.on(DeleteSnapshotCommand).resolves({});
+  elbMock.on(ModifyListenerCommand).resolves({});
   kmsMock.on(RevokeGrantCommand).resolves({});
   ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
   ssmMock.on(CancelCommandCommand).resolves({});
@@ -168,6 +193,7 @@ beforeEach(() => {
 
 afterEach(() => {
   ec2Mock.reset();
+  elbMock.reset();
   kmsMock.reset();
   ssmMock.reset();
   dbMock.reset();
@@ -234,6 +260,142 @@ describe('compensation', () => {
         { action: 'CANCEL_COMMAND', resource: 'cmd-validate', error: 'Error: builder unreachable' },
       ]);
       expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
+    });
+  });
+
+  describe('the ALB listener', () => {
+    it('puts back the actions the listener had before the run shifted traffic', async () => {
+      inventory.push(listenerChange(LISTENER_ARN, BLUE_ONLY));
+
+      const output = await compensate(input('PostProvision'), deps);
+
+      expect(elbMock).toHaveReceivedCommandTimes(ModifyListenerCommand, 1);
+      expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, {
+        ListenerArn: LISTENER_ARN,
+        DefaultActions: BLUE_ONLY,
+      });
+      expect(dbMock).toHaveReceivedCommandWith(QueryCommand, {
+        TableName: AUDIT,
+        ExpressionAttributeValues: { ':pk': `RUN#${RUN_ID}`, ':prefix': 'RESOURCE#LISTENER_CHANGE#' },
+      });
+      expect(auditEvents()).toContainEqual(
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDONE#RESTORE_LISTENER#${LISTENER_ARN}`,
+          type: 'UNDONE',
+          stage: 'Compensate',
+          detail: { action: 'RESTORE_LISTENER', resource: LISTENER_ARN, failedStage: 'PostProvision' },
+        }),
+      );
+      expect(output).toEqual({ status: 'COMPLETE', undone: 1, failed: [], needsStackDestroy: false });
+    });
+
+    it('restores a first release listener to its fixed response', async () => {
+      const fixedResponse: Action[] = [
+        { Type: 'fixed-response', FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain' } },
+      ];
+      inventory.push(listenerChange(LISTENER_ARN, fixedResponse));
+
+      await compensate(input('PostProvision'), deps);
+
+      expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, {
+        ListenerArn: LISTENER_ARN,
+        DefaultActions: fixedResponse,
+      });
+    });
+
+    it('touches no listener when the run never prepared traffic', async () => {
+      inventory.push(resource('KMS_GRANT', 'grant-1'));
+
+      await compensate(input(), deps);
+
+      expect(elbMock).toHaveReceivedCommandTimes(ModifyListenerCommand, 0);
+    });
+
+    it('restores traffic to blue before it revokes grants or removes AMIs and snapshots', async () => {
+      inventory.push(
+        resource('AMI', 'ami-0000000000000000a'),
+        resource('KMS_GRANT', 'grant-1'),
+        listenerChange(LISTENER_ARN, BLUE_ONLY),
+      );
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', ['snap-00000000000000a1']));
+
+      await compensate(input('PostProvision'), deps);
+
+      expect(
+        inCallOrder(
+          elbMock.commandCalls(ModifyListenerCommand)[0],
+          kmsMock.commandCalls(RevokeGrantCommand)[0],
+          ec2Mock.commandCalls(DeregisterImageCommand)[0],
+          ec2Mock.commandCalls(DeleteSnapshotCommand)[0],
+        ),
+      ).toBe(true);
+      expect(undoneEvents()).toEqual([
+        `RESTORE_LISTENER#${LISTENER_ARN}`,
+        'REVOKE_GRANT#grant-1',
+        'DEREGISTER_IMAGE#ami-0000000000000000a',
+        'DELETE_SNAPSHOT#snap-00000000000000a1',
+      ]);
+    });
+
+    it('records a listener it cannot restore as UNDO_FAILED and still undoes the rest', async () => {
+      inventory.push(listenerChange(LISTENER_ARN, BLUE_ONLY), resource('KMS_GRANT', 'grant-1'));
+      images.set('ami-0000000000000000a', imageWith('ami-0000000000000000a', []));
+      taggedImages.push('ami-0000000000000000a');
+      elbMock
+        .on(ModifyListenerCommand)
+        .rejects(
+          new PriorRequestNotCompleteException({ message: 'listener is being modified', $metadata: {} }),
+        );
+
+      const output = await compensate(input('PostProvision'), deps);
+
+      const error = 'PriorRequestNotCompleteException: listener is being modified';
+      expect(output).toEqual({
+        status: 'INCOMPLETE',
+        undone: 2,
+        failed: [{ action: 'RESTORE_LISTENER', resource: LISTENER_ARN, error }],
+        needsStackDestroy: false,
+      });
+      expect(auditEvents()).toContainEqual(
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDO_FAILED#RESTORE_LISTENER#${LISTENER_ARN}`,
+          type: 'UNDO_FAILED',
+          stage: 'Compensate',
+          detail: { action: 'RESTORE_LISTENER', resource: LISTENER_ARN, error },
+        }),
+      );
+      expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { GrantId: 'grant-1' });
+      expect(ec2Mock).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: 'ami-0000000000000000a' });
+    });
+
+    it('tries every recorded listener even when one of them fails', async () => {
+      const otherListener = LISTENER_ARN.replace(/[a-f0-9]+$/, '0123456789abcdef');
+      inventory.push(listenerChange(LISTENER_ARN, BLUE_ONLY), listenerChange(otherListener, BLUE_ONLY));
+      elbMock
+        .on(ModifyListenerCommand, { ListenerArn: LISTENER_ARN })
+        .rejects(
+          new PriorRequestNotCompleteException({ message: 'listener is being modified', $metadata: {} }),
+        );
+
+      const output = await compensate(input('PostProvision'), deps);
+
+      expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: otherListener });
+      expect(output.failed.map((f) => f.resource)).toEqual([LISTENER_ARN]);
+      expect(undoneEvents()).toEqual([`RESTORE_LISTENER#${otherListener}`]);
+    });
+
+    it('does not count a listener that no longer exists as a failure', async () => {
+      inventory.push(listenerChange(LISTENER_ARN, BLUE_ONLY));
+      elbMock
+        .on(ModifyListenerCommand)
+        .rejects(
+          new ListenerNotFoundException({ message: 'One or more listeners not found', $metadata: {} }),
+        );
+
+      const output = await compensate(input('PostProvision'), deps);
+
+      expect(output).toEqual({ status: 'COMPLETE', undone: 0, failed: [], needsStackDestroy: false });
+      expect(auditEvents()).toEqual([]);
     });
   });
 

@@ -29,6 +29,7 @@ describe('pipeline errors', () => {
       'AppConfigNotFoundError',
       'AuditConflictError',
       'BakeFailedError',
+      'CanaryCheckFailedError',
       'ConfigurationError',
       'DistributionFailedError',
       'InvalidTaskInputError',
@@ -36,6 +37,7 @@ describe('pipeline errors', () => {
       'NoBuilderAvailableError',
       'ProvisionFailedError',
       'RunConfigTooLargeError',
+      'SmokeTestFailedError',
       'UnknownCommandError',
       'ValidationFailedError',
     ]);

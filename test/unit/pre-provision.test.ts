@@ -187,6 +187,7 @@ describe('pre-provision worker', () => {
       givenAppConfig((config) => {
         delete bakeOf(config).volumeSizeGiB;
         delete config.logGroups;
+        delete config.traffic;
       });
 
       await run(taskInput(), deps);
@@ -194,6 +195,7 @@ describe('pre-provision worker', () => {
       const { app } = JSON.parse(storedValue());
       expect(app.bake.volumeSizeGiB).toBe(20);
       expect(app.logGroups).toEqual([]);
+      expect(app.traffic).toEqual({ steps: [10, 50, 100], soakSeconds: 300, max5xxRate: 0.01 });
     });
 
     it('returns only the parameter name and version', async () => {
@@ -356,6 +358,7 @@ describe('pre-provision worker', () => {
         config.shareWithAccountId = '1111';
         runtimeOf(config).port = 70000;
         config.debug = true;
+        config.traffic = { steps: [50, 10, 100], soakSeconds: 300, max5xxRate: 0.01 };
       });
 
       const err = await failureOf(taskInput());
@@ -365,6 +368,7 @@ describe('pre-provision worker', () => {
         'appConfig.owner.email: Invalid email address',
         'appConfig.shareWithAccountId: must be a 12-digit AWS account id',
         'appConfig.runtime.port: Too big: expected number to be <=65535',
+        'appConfig.traffic.steps: steps must increase',
         'appConfig: unknown field(s) "debug" (not in schemaVersion 1)',
       ]);
       expect(ssmMock).toHaveReceivedCommandTimes(PutParameterCommand, 0);

@@ -61,6 +61,7 @@ describe('stage config', () => {
         validate: { timeoutSeconds: 3600 },
         heartbeatSeconds: 1200,
       },
+      release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 },
       audit: { deletionProtection: true },
     });
   });
@@ -84,6 +85,7 @@ describe('stage config', () => {
         validate: { timeoutSeconds: 3600 },
         heartbeatSeconds: 1200,
       },
+      release: { decommissionAfterSeconds: 86400, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 },
       audit: { deletionProtection: true },
     });
   });
@@ -112,6 +114,31 @@ describe('stage config', () => {
       lock: { ttlSeconds: 86400 },
       stateMachine: { logLevel: 'ERROR' },
       audit: { deletionProtection: true },
+    });
+  });
+
+  it('keeps the previous release a day and smoke-tests 6 times from 2 s when a stage has no release block', () => {
+    writeStage('qa', stageFile('qa'));
+
+    expect(loadStageConfig('qa', dir).release).toEqual({
+      decommissionAfterSeconds: 86400,
+      smokeTestAttempts: 6,
+      smokeTestFirstDelayMs: 2000,
+    });
+  });
+
+  it('accepts decommissioning the previous release at once', () => {
+    writeStage(
+      'qa',
+      stageFile('qa', {
+        release: { decommissionAfterSeconds: 0, smokeTestAttempts: 1, smokeTestFirstDelayMs: 0 },
+      }),
+    );
+
+    expect(loadStageConfig('qa', dir).release).toEqual({
+      decommissionAfterSeconds: 0,
+      smokeTestAttempts: 1,
+      smokeTestFirstDelayMs: 0,
     });
   });
 
@@ -206,6 +233,59 @@ describe('stage config', () => {
       'commands.heartbeatSeconds: is required (number)',
     ],
     ['a missing commands block', { commands: undefined }, 'commands: is required (object)'],
+    [
+      'a negative decommission delay',
+      { release: { decommissionAfterSeconds: -1, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 } },
+      'release.decommissionAfterSeconds: Too small',
+    ],
+    [
+      'a decommission delay over 30 days',
+      {
+        release: {
+          decommissionAfterSeconds: 30 * 86400 + 1,
+          smokeTestAttempts: 6,
+          smokeTestFirstDelayMs: 2000,
+        },
+      },
+      'release.decommissionAfterSeconds: Too big',
+    ],
+    [
+      'no smoke test attempt at all',
+      { release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 0, smokeTestFirstDelayMs: 2000 } },
+      'release.smokeTestAttempts: Too small',
+    ],
+    [
+      'more than 20 smoke test attempts',
+      { release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 21, smokeTestFirstDelayMs: 2000 } },
+      'release.smokeTestAttempts: Too big',
+    ],
+    [
+      'a first smoke test pause over a minute',
+      { release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 6, smokeTestFirstDelayMs: 60001 } },
+      'release.smokeTestFirstDelayMs: Too big',
+    ],
+    [
+      'a fractional first smoke test pause',
+      { release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 6, smokeTestFirstDelayMs: 1.5 } },
+      'release.smokeTestFirstDelayMs: Invalid input: expected int',
+    ],
+    [
+      'a release block without its decommission delay',
+      { release: { smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 } },
+      'release.decommissionAfterSeconds: is required (number)',
+    ],
+    [
+      'an unknown release setting',
+      {
+        release: {
+          decommissionAfterSeconds: 3600,
+          smokeTestAttempts: 6,
+          smokeTestFirstDelayMs: 2000,
+          canary: true,
+        },
+      },
+      'release: unknown field(s) "canary"',
+    ],
     ['an unknown setting', { vpcId: 'vpc-1' }, 'unknown field(s) "vpcId"'],
     [
       'an unknown nested setting',

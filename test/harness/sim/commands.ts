@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { parse } from 'yaml';
 import type { Ec2Sim } from './ec2';
+import type { ElbSim } from './elb';
 import type { ParameterStoreSim } from './ssm';
 
 /** How a simulated command behaves. */
@@ -88,6 +89,7 @@ export interface CommandsSimDeps {
   builders: { instanceId: string; tags: Record<string, string> }[];
   parameters: ParameterStoreSim;
   ec2: Ec2Sim;
+  elb: ElbSim;
   s3: S3Client;
   /** EventBridge: delivers a status-change event to the rule's target. */
   emit: (event: StatusChangeEvent) => Promise<void>;
@@ -269,7 +271,7 @@ export class CommandsSim {
       run: { runId: string };
       release: { appId: string; version: string };
       platform: { tags: Record<string, string> };
-      app: { inspec: { allowedFailedControls: number } };
+      app: { runtime: { healthCheckPath: string; healthCheckExpectedStatus: number } };
     };
     const appId = config.release.appId;
     const mode = command.parameters.mode ?? 'run';
@@ -327,18 +329,38 @@ export class CommandsSim {
             'Failed',
             'terraform destroy: Error: deleting Auto Scaling Group: ResourceInUse',
           );
+        const stack = this.stacks.get(runId);
+        if (stack) {
+          try {
+            this.deps.elb.deleteTargetGroup(stack.targetGroupArn);
+          } catch (err) {
+            return this.finish(
+              command,
+              'Failed',
+              `terraform destroy: Error: deleting target group: ${(err as Error).message}`,
+            );
+          }
+        }
         this.stacks.delete(runId);
         await writeResult({ destroyed: true });
         return this.finish(command, 'Success', '');
       }
       // terraform apply may fail half-way and still leave resources: model that with a stack.
+      // The app layer (ALB, listener) once per app, the release layer (target group = green) per run.
+      const loadBalancer = await this.deps.elb.ensureLoadBalancer(appId);
+      const { healthCheckPath, healthCheckExpectedStatus } = config.app.runtime;
       const stack: GreenStack = {
         runId,
         appId,
         launchTemplateId: `lt-${hex(17)}`,
         asgName: `${appId}-${config.run.runId}`,
-        targetGroupArn: `arn:aws:elasticloadbalancing:${this.deps.region}:${this.deps.accountId}:targetgroup/${appId.slice(0, 20)}-${runId.slice(0, 8)}/${hex(16)}`,
-        albDns: `${appId}-alb-123456.${this.deps.region}.elb.amazonaws.com`,
+        targetGroupArn: this.deps.elb.createTargetGroup(
+          appId,
+          runId,
+          healthCheckPath,
+          healthCheckExpectedStatus,
+        ),
+        albDns: loadBalancer.dnsName,
       };
       this.stacks.set(runId, stack);
       if (scenario.outcome === 'fail')

@@ -279,16 +279,42 @@ export class StepFunctionsSim {
       },
     };
     const retryIntervalOverrides: Record<string, number> = {};
-    for (const stateName of Object.keys(this.options.definition.States)) {
+    // Waits (a soak between traffic steps) take no real time here unless a test says otherwise.
+    const waitTimeOverrides: Record<string, number> = {};
+    for (const [stateName, state] of this.allStates(this.options.definition.States)) {
       retryIntervalOverrides[stateName] =
         this.options.retryIntervalOverrides?.[stateName] ?? this.options.retryIntervalMs ?? 0;
+      if (state.Type === 'Wait')
+        waitTimeOverrides[stateName] = this.options.waitTimeOverrides?.[stateName] ?? 0;
     }
+
+    // In Step Functions a failed Map iteration fails the Map and no further iteration starts; the
+    // emulator still runs the queued ones. A failed iteration therefore stops its Map's later tasks.
+    const failedMaps = new Set<string>();
+    const mapOf = new Map(
+      this.allStates(this.options.definition.States).map(([name, , inMap]) => [name, inMap]),
+    );
+    // An error the state's Retry will retry does not end the iteration.
+    const retried = new Map(
+      this.allStates(this.options.definition.States).map(([name, state]) => [
+        name,
+        new Set(((state.Retry ?? []) as { ErrorEquals: string[] }[]).flatMap((r) => r.ErrorEquals)),
+      ]),
+    );
     const taskResourceLocalHandlers = Object.fromEntries(
       Object.entries(this.taskHandlers).map(([stateName, handler]) => [
         stateName,
         async (taskInput: Json) => {
+          const inMap = mapOf.get(stateName);
+          if (inMap && failedMaps.has(inMap))
+            throw new TaskFailure('States.Runtime', `${inMap} has already failed`);
           await this.options.beforeTask?.(stateName, taskInput, record);
-          return handler(taskInput, { executionArn, stateName });
+          try {
+            return await handler(taskInput, { executionArn, stateName });
+          } catch (err) {
+            if (inMap && !retried.get(stateName)?.has((err as Error).name)) failedMaps.add(inMap);
+            throw err;
+          }
         },
       ]),
     );
@@ -296,7 +322,7 @@ export class StepFunctionsSim {
       overrides: {
         taskResourceLocalHandlers: taskResourceLocalHandlers as never,
         retryIntervalOverrides,
-        waitTimeOverrides: this.options.waitTimeOverrides ?? {},
+        waitTimeOverrides,
       },
       context,
     };
@@ -344,9 +370,29 @@ export class StepFunctionsSim {
     return record;
   }
 
+  /** Every state, Map and Parallel branches included (state names are unique machine-wide). */
+  /** Every state with the Map state it runs in, if any (state names are unique machine-wide). */
+  private allStates(
+    states: Definition['States'],
+    inMap?: string,
+  ): [string, Record<string, Json>, string | undefined][] {
+    return Object.entries(states).flatMap(([name, state]) => {
+      const iterations = [
+        ...(state.ItemProcessor ? [state.ItemProcessor] : []),
+        ...(state.Iterator ? [state.Iterator] : []),
+      ] as unknown as Definition[];
+      const branches = ((state.Branches as Json[] | undefined) ?? []) as unknown as Definition[];
+      return [
+        [name, state, inMap] as [string, Record<string, Json>, string | undefined],
+        ...iterations.flatMap((d) => this.allStates(d.States, name)),
+        ...branches.flatMap((d) => this.allStates(d.States, inMap)),
+      ];
+    });
+  }
+
   private bindTasks(states: Definition['States']): Record<string, TaskHandler> {
     const handlers: Record<string, TaskHandler> = {};
-    for (const [stateName, state] of Object.entries(states)) {
+    for (const [stateName, state] of this.allStates(states)) {
       if (state.Type !== 'Task') continue;
       handlers[stateName] = this.taskHandler(stateName, String(state.Resource));
     }

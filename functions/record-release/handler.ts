@@ -1,0 +1,26 @@
+import type { Context } from 'aws-lambda';
+import { auditFromEnv } from '../../shared/audit-env';
+import { dynamodb } from '../../shared/clients/dynamodb';
+import { ssm } from '../../shared/clients/ssm';
+import { loadStageConfig } from '../../shared/config/stage';
+import { requireEnv } from '../../shared/env';
+import { withLogContext } from '../../shared/logger';
+import { recordRelease, recordReleaseInputSchema, type RecordReleaseDeps } from '../../shared/release/live';
+import { parseTaskInput } from '../../shared/task-input';
+
+const defaultDeps: RecordReleaseDeps = {
+  db: dynamodb,
+  tableName: requireEnv('AUDIT_TABLE'),
+  audit: auditFromEnv(),
+  ssm,
+  decommissionAfterSeconds: loadStageConfig(requireEnv('STAGE')).release.decommissionAfterSeconds,
+  now: () => new Date(),
+};
+
+export const run = async (event: unknown, deps: RecordReleaseDeps = defaultDeps) =>
+  recordRelease(parseTaskInput(recordReleaseInputSchema, event), deps);
+
+export const handler = async (event: unknown, context: Context) => {
+  const input = parseTaskInput(recordReleaseInputSchema, event);
+  return withLogContext(context, input.run, () => recordRelease(input, defaultDeps));
+};

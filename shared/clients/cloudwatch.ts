@@ -1,0 +1,3 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+
+export const cloudwatch = new CloudWatchClient({});

@@ -1,0 +1,168 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import type { AuditRepository } from '../audit';
+import { provisionResultSchema } from '../commands/contract';
+import { AuditConflictError } from '../errors';
+import { loadRunConfig } from '../run-config';
+import { runRefSchema } from '../run-ref';
+import { trafficPlanSchema } from './traffic';
+
+/**
+ * The live release per app and environment: one item, `LIVE#<env>` / `APP#<appId>`, so "what is
+ * live for app X in prod" and "what is live in prod" are each one Query. It is the audit table's
+ * only pointer that moves; its history is the RELEASE_LIVE events of each run.
+ */
+export const liveKey = (environment: string, appId: string) => ({
+  pk: `LIVE#${environment}`,
+  sk: `APP#${appId}`,
+});
+
+export const recordReleaseInputSchema = z.object({
+  run: runRefSchema,
+  runConfigParameter: z.string().startsWith('/ami-pipeline/'),
+  amiId: z.string().regex(/^ami-[a-f0-9]{8,17}$/),
+  provision: provisionResultSchema,
+  plan: trafficPlanSchema,
+  startedAt: z.iso.datetime({ offset: true }),
+});
+
+export type RecordReleaseInput = z.infer<typeof recordReleaseInputSchema>;
+
+export interface RecordReleaseDeps {
+  db: DynamoDBDocumentClient;
+  tableName: string;
+  audit: AuditRepository;
+  ssm: SSMClient;
+  /** How long the previous release stays up after the switch before it is decommissioned. */
+  decommissionAfterSeconds: number;
+  now: () => Date;
+}
+
+export interface RecordReleaseOutput {
+  previousRunId: string | null;
+  decommissionAt: string | null;
+  stageTimings: Record<string, number>;
+}
+
+/** Per-stage durations (seconds) from the run's audit events: each stage ends when its event is written. */
+const STAGE_EVENTS: [string, (e: Record<string, unknown>) => boolean][] = [
+  ['preProvision', (e) => e.type === 'PRE_PROVISIONED'],
+  ['bake', (e) => e.type === 'COMMAND_SUCCESS' && e.stage === 'bake'],
+  ['provision', (e) => e.type === 'COMMAND_SUCCESS' && e.stage === 'provision'],
+  ['validate', (e) => e.type === 'COMMAND_SUCCESS' && e.stage === 'validate'],
+  [
+    'trafficShift',
+    (e) => e.type === 'TRAFFIC_SHIFTED' && (e.detail as { percent?: number } | undefined)?.percent === 100,
+  ],
+];
+
+/**
+ * After the last traffic step: the new release becomes the live one for its app and environment,
+ * the previous one is scheduled for decommission, and the run gets its stage timings.
+ */
+export const recordRelease = async (
+  input: RecordReleaseInput,
+  deps: RecordReleaseDeps,
+): Promise<RecordReleaseOutput> => {
+  const { run } = input;
+  const config = await loadRunConfig(deps.ssm, input.runConfigParameter);
+  const now = deps.now();
+  const key = liveKey(run.environment, run.appId);
+  const { Item: current } = await deps.db.send(
+    new GetCommand({ TableName: deps.tableName, Key: key, ConsistentRead: true }),
+  );
+  // A retried RecordRelease finds its own run already live: the release it replaced is the one
+  // that item recorded, and the pointer must not be written again.
+  const retried = current?.runId === run.runId;
+  const previousRunId = retried
+    ? ((current?.previousRunId as string | null) ?? null)
+    : current
+      ? String(current.runId)
+      : null;
+  const previous = retried ? (current?.previousRelease as Record<string, unknown> | undefined) : current;
+  if (!retried) {
+    try {
+      await deps.db.send(
+        new PutCommand({
+          TableName: deps.tableName,
+          Item: {
+            ...key,
+            entity: 'LIVE',
+            appId: run.appId,
+            environment: run.environment,
+            runId: run.runId,
+            version: config.release.version,
+            buildId: config.release.buildId,
+            executionArn: run.executionArn,
+            amiId: input.amiId,
+            baseImage: config.app.baseImage,
+            appConfigUri: config.release.appConfigUri,
+            artifact: config.release.artifact,
+            targetGroupArn: input.provision.targetGroupArn,
+            asgName: input.provision.asgName,
+            launchTemplateId: input.provision.launchTemplateId,
+            listenerArn: input.plan.listenerArn,
+            since: now.toISOString(),
+            previousRunId,
+            previousRelease: current
+              ? { asgName: current.asgName, amiId: current.amiId, version: current.version }
+              : null,
+          },
+          // The lock serialises runs of an app+environment; this makes a lost update impossible anyway.
+          ConditionExpression: current ? 'runId = :previous' : 'attribute_not_exists(pk)',
+          ...(current ? { ExpressionAttributeValues: { ':previous': previousRunId } } : {}),
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) {
+        throw new AuditConflictError(
+          `the live release of ${run.appId} in ${run.environment} changed during this run`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  const at = now.toISOString();
+  await deps.audit.recordEvent({
+    runId: run.runId,
+    type: 'RELEASE_LIVE',
+    stage: 'PostProvision',
+    at,
+    detail: { previousRunId, amiId: input.amiId, targetGroupArn: input.provision.targetGroupArn },
+  });
+  let decommissionAt: string | null = null;
+  if (previousRunId) {
+    decommissionAt = new Date(now.getTime() + deps.decommissionAfterSeconds * 1000).toISOString();
+    await deps.audit.recordEvent({
+      runId: previousRunId,
+      type: 'DECOMMISSION_SCHEDULED',
+      stage: 'PostProvision',
+      at,
+      id: run.runId,
+      detail: { replacedBy: run.runId, decommissionAt, asgName: previous?.asgName, amiId: previous?.amiId },
+    });
+  }
+
+  const events = await deps.audit.eventsOf(run.runId);
+  const stageTimings: Record<string, number> = {};
+  let from = Date.parse(input.startedAt);
+  for (const [stage, matches] of STAGE_EVENTS) {
+    const event = events.find(matches);
+    if (!event) continue;
+    const end = Date.parse(String(event.at));
+    stageTimings[stage] = Math.max(0, Math.round((end - from) / 1000));
+    from = end;
+  }
+  await deps.audit.recordEvent({
+    runId: run.runId,
+    type: 'STAGE_TIMINGS',
+    stage: 'PostProvision',
+    at,
+    detail: { seconds: stageTimings },
+  });
+  return { previousRunId, decommissionAt, stageTimings };
+};
