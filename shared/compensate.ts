@@ -5,6 +5,7 @@ import {
   DescribeSnapshotsCommand,
   type EC2Client,
 } from '@aws-sdk/client-ec2';
+import { DeleteSubscriptionFilterCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { Action, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
@@ -14,6 +15,7 @@ import { COMMAND_STEPS } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
+import type { LogSubscriptionDetail } from './release/log-export';
 import { restoreListener } from './release/traffic';
 import { runRefSchema } from './run-ref';
 
@@ -44,6 +46,7 @@ export interface CompensateDeps {
   ec2: EC2Client;
   elbv2: ElasticLoadBalancingV2Client;
   kms: KMSClient;
+  logs: CloudWatchLogsClient;
   ssm: SSMClient;
   tasks: TaskStore;
   audit: AuditRepository;
@@ -57,8 +60,8 @@ const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFo
 
 /**
  * Undoes what a failed run made, from what AWS and the audit table say it made: cancels its
- * in-flight commands, puts the ALB listener back as the run found it (blue at 100 %), revokes its
- * KMS grants, deregisters its AMIs (which ends their launch
+ * in-flight commands, puts the ALB listener back as the run found it (blue at 100 %), removes the
+ * log subscriptions it added, revokes its KMS grants, deregisters its AMIs (which ends their launch
  * permissions) and deletes their snapshots. Resources are found by the run's tag as well as the
  * audit inventory, so an AMI Packer made just before the failure is not missed. Every step is
  * attempted and recorded (UNDONE or UNDO_FAILED); a failed step never stops the others.
@@ -133,6 +136,21 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
       detail.listenerArn,
       () => restoreListener(deps.elbv2, detail.listenerArn, detail.previousActions),
       /^ListenerNotFound/,
+    );
+  }
+
+  // The subscriptions this run added. One it replaced belongs to an earlier release (the live one):
+  // it stays. Log groups stay too: they may already hold the app's logs.
+  for (const subscription of await deps.audit.resourcesOf(runId, 'LOG_SUBSCRIPTION')) {
+    const detail = subscription.detail as unknown as LogSubscriptionDetail;
+    if (detail.replaced) continue;
+    await attempt('DELETE_SUBSCRIPTION_FILTER', subscription.resourceId, () =>
+      deps.logs.send(
+        new DeleteSubscriptionFilterCommand({
+          logGroupName: detail.logGroupName,
+          filterName: detail.filterName,
+        }),
+      ),
     );
   }
 

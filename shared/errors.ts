@@ -101,3 +101,8 @@ export class SmokeTestFailedError extends PipelineError {
 export class CanaryCheckFailedError extends PipelineError {
   override readonly name = 'CanaryCheckFailedError';
 }
+
+/** An app log group could not be created, encrypted, retained or subscribed to the log delivery stream. */
+export class LogExportFailedError extends PipelineError {
+  override readonly name = 'LogExportFailedError';
+}

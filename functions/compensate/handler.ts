@@ -3,6 +3,7 @@ import { dynamodb } from '../../shared/clients/dynamodb';
 import { ec2 } from '../../shared/clients/ec2';
 import { elbv2 } from '../../shared/clients/elbv2';
 import { kms } from '../../shared/clients/kms';
+import { logs } from '../../shared/clients/logs';
 import { ssm } from '../../shared/clients/ssm';
 import { TaskStore } from '../../shared/commands/tasks';
 import { auditFromEnv } from '../../shared/audit-env';
@@ -15,6 +16,7 @@ const defaultDeps: CompensateDeps = {
   ec2,
   elbv2,
   kms,
+  logs,
   ssm,
   tasks: new TaskStore(dynamodb, requireEnv('COORDINATION_TABLE')),
   audit: auditFromEnv(),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { APP_ID_PATTERN } from '../trigger/message';
+import { LOG_RETENTION_DAYS } from './stage';
 
 const AWS_ACCOUNT_ID = /^\d{12}$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;
@@ -55,7 +56,13 @@ export const appConfigSchema = z.strictObject({
     .array(
       z.strictObject({
         name: z.string().regex(LOG_GROUP_NAME, 'must be a CloudWatch Logs group name'),
-        retentionDays: z.number().int().min(1).optional(),
+        retentionDays: z
+          .number()
+          .int()
+          .refine((days) => LOG_RETENTION_DAYS.includes(days), {
+            error: `must be a retention CloudWatch Logs accepts (${LOG_RETENTION_DAYS.join(', ')})`,
+          })
+          .optional(),
       }),
     )
     .default([]),

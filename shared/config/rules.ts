@@ -17,6 +17,18 @@ export const rulesSchema = z.strictObject({
   /** Allowed values for some tags (e.g. data-classification); tags not listed take any value. */
   tagValues: z.record(z.string(), z.array(z.string()).min(1)).default({}),
   minLogRetentionDays: z.number().int().min(1).default(30),
+  /**
+   * Every app log group name starts with this, `{appId}` replaced by the app's id: apps cannot
+   * reach each other's groups or the pipeline's own, and log-export's IAM is scoped to the part
+   * before `{appId}` (functions/log-export/function.yml).
+   */
+  logGroupNamePrefix: z
+    .string()
+    .regex(
+      /^\/[A-Za-z0-9_\-/.#]*\{appId\}\/$/,
+      'must be a log group name prefix holding {appId} and ending in /',
+    )
+    .default('/app/{appId}/'),
   environments: z.record(z.string(), environmentRulesSchema),
 });
 
@@ -80,7 +92,13 @@ export const checkRules = (app: AppConfig, rules: Rules, environment: string): s
       `inspec.allowedFailedControls: ${app.inspec.allowedFailedControls} exceeds the ${environment} limit of ${env.maxAllowedFailedControls}`,
     );
   }
+  const logGroupPrefix = rules.logGroupNamePrefix.replace('{appId}', app.appId);
   app.logGroups.forEach((group, i) => {
+    if (!group.name.startsWith(logGroupPrefix) || group.name.length === logGroupPrefix.length) {
+      violations.push(
+        `logGroups[${i}].name: ${group.name} must start with ${logGroupPrefix} (platform rule logGroupNamePrefix: ${rules.logGroupNamePrefix})`,
+      );
+    }
     if (group.retentionDays !== undefined && group.retentionDays < rules.minLogRetentionDays) {
       violations.push(
         `logGroups[${i}].retentionDays: ${group.retentionDays} is below the platform minimum of ${rules.minLogRetentionDays}`,

@@ -5,6 +5,11 @@ import { configDir, loadYamlFile } from './files';
 
 export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
 
+/** The retention periods (days) CloudWatch Logs accepts; PutRetentionPolicy refuses any other. */
+export const LOG_RETENTION_DAYS: readonly number[] = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
 /** `config/<stage>.yml`: everything that differs between environments. */
 export const stageConfigSchema = z.strictObject({
   stage: z.string().regex(STAGE_PATTERN, `must match ${STAGE_PATTERN.source}`),
@@ -12,9 +17,7 @@ export const stageConfigSchema = z.strictObject({
   logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   /** Retention of every log group the stack makes (must be a value CloudWatch Logs accepts). */
   logRetentionDays: z.union(
-    [
-      1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-    ].map((d) => z.literal(d)) as unknown as [z.ZodLiteral<number>, z.ZodLiteral<number>],
+    LOG_RETENTION_DAYS.map((d) => z.literal(d)) as unknown as [z.ZodLiteral<number>, z.ZodLiteral<number>],
   ),
   kms: z.strictObject({
     /** Waiting period before a scheduled key deletion takes effect. */

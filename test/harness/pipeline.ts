@@ -25,6 +25,16 @@ import {
 import { CreateGrantCommand, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import {
+  AssociateKmsKeyCommand,
+  CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  DeleteSubscriptionFilterCommand,
+  DescribeSubscriptionFiltersCommand,
+  ListTagsForResourceCommand,
+  PutRetentionPolicyCommand,
+  PutSubscriptionFilterCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
+import {
   DescribeListenersCommand,
   DescribeLoadBalancersCommand,
   DescribeTargetHealthCommand,
@@ -62,6 +72,7 @@ import { CommandsSim, type StatusChangeEvent } from './sim/commands';
 import { Ec2Sim } from './sim/ec2';
 import { ElbSim } from './sim/elb';
 import { KmsSim } from './sim/kms';
+import { LogsSim } from './sim/logs';
 import { StepFunctionsSim, type ExecutionEvent, type ExecutionRecord, type TaskHook } from './sim/sfn';
 import { SnsSim, type PublishedMessage } from './sim/sns';
 import { ParameterStoreSim } from './sim/ssm';
@@ -118,6 +129,7 @@ export class LocalPipeline {
   readonly sns = new SnsSim();
   readonly ec2 = new Ec2Sim();
   readonly elb: ElbSim;
+  readonly logs: LogsSim;
   readonly lambda = new LambdaRuntime();
   readonly sfn: StepFunctionsSim;
   readonly commands: CommandsSim;
@@ -147,6 +159,10 @@ export class LocalPipeline {
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
     this.elb = new ElbSim(template.stage.region, LOCAL_ACCOUNT_ID);
+    this.logs = new LogsSim(this.kms, template.stage.region, LOCAL_ACCOUNT_ID, {
+      arn: template.resource('LogsDeliveryStream').arn,
+      subscriptionRoleArn: template.resource('LogsSubscriptionRole').arn,
+    });
     this.commands = new CommandsSim({
       repoRoot: REPO_ROOT,
       stage: template.stage.stage,
@@ -516,7 +532,22 @@ export class LocalPipeline {
     cloudwatch.onAnyCommand().rejects(new Error('CloudWatch call not simulated by the harness'));
     cloudwatch.on(GetMetricStatisticsCommand).callsFake(async (input) => this.elb.getMetricStatistics(input));
 
+    const logs = mockClient(CloudWatchLogsClient);
+    logs.onAnyCommand().rejects(new Error('CloudWatch Logs call not simulated by the harness'));
+    logs.on(CreateLogGroupCommand).callsFake(async (input) => this.logs.createLogGroup(input));
+    logs.on(AssociateKmsKeyCommand).callsFake(async (input) => this.logs.associateKmsKey(input));
+    logs.on(PutRetentionPolicyCommand).callsFake(async (input) => this.logs.putRetentionPolicy(input));
+    logs.on(ListTagsForResourceCommand).callsFake(async (input) => this.logs.listTagsForResource(input));
+    logs
+      .on(DescribeSubscriptionFiltersCommand)
+      .callsFake(async (input) => this.logs.describeSubscriptionFilters(input));
+    logs.on(PutSubscriptionFilterCommand).callsFake(async (input) => this.logs.putSubscriptionFilter(input));
+    logs
+      .on(DeleteSubscriptionFilterCommand)
+      .callsFake(async (input) => this.logs.deleteSubscriptionFilter(input));
+
     this.stubs.push(
+      logs as unknown as AnyStub,
       elbv2 as unknown as AnyStub,
       cloudwatch as unknown as AnyStub,
       sfn as unknown as AnyStub,

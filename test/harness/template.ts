@@ -105,6 +105,22 @@ export class LocalTemplate {
         ref: `ami-pipeline-${s}-validate`,
         arn: arn('ssm', `document/ami-pipeline-${s}-validate`),
       },
+      LogsDeliveryStream: {
+        ref: `ami-pipeline-${s}-logs`,
+        arn: arn('firehose', `deliverystream/ami-pipeline-${s}-logs`),
+      },
+      LogsDeliveryRole: {
+        ref: `ami-pipeline-${s}-LogsDeliveryRole-LOCAL`,
+        arn: `arn:aws:iam::${accountId}:role/ami-pipeline-${s}-LogsDeliveryRole-LOCAL`,
+      },
+      LogsSubscriptionRole: {
+        ref: `ami-pipeline-${s}-LogsSubscriptionRole-LOCAL`,
+        arn: `arn:aws:iam::${accountId}:role/ami-pipeline-${s}-LogsSubscriptionRole-LOCAL`,
+      },
+      LogsDeliveryLogGroup: {
+        ref: `/ami-pipeline/${s}/logs-delivery`,
+        arn: arn('logs', `log-group:/ami-pipeline/${s}/logs-delivery:*`),
+      },
       AmiPipelineStateMachine: {
         ref: arn('states', `stateMachine:ami-pipeline-${s}`),
         arn: arn('states', `stateMachine:ami-pipeline-${s}`),

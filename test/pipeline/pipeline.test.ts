@@ -15,6 +15,7 @@ const HAPPY_PATH = [
   'ShiftStep',
   'Soak',
   'CheckStep',
+  'ExportLogs',
   'RecordRelease',
   'ReleaseLock',
   'RecordSuccess',

@@ -12,6 +12,7 @@ import {
   type CommandStep,
 } from '../../shared/commands/contract';
 import { PENDING_INDEX } from '../../shared/commands/tasks';
+import { loadRules } from '../../shared/config/rules';
 import { loadStageConfig } from '../../shared/config/stage';
 import { ConfigurationError } from '../../shared/errors';
 import {
@@ -67,6 +68,7 @@ const FUNCTIONS = [
   'reconciler',
   'smokeTest',
   'traffic',
+  'logExport',
   'recordRelease',
   'compensate',
 ];
@@ -425,9 +427,10 @@ describe('the packaged CloudFormation template', () => {
         const logGroups = stack.resourcesOfType('AWS::Logs::LogGroup');
         const functionLogGroups = FUNCTIONS.map((fn) => `${capitalized(fn)}LogGroup`);
 
-        // One per function, the state machine's and the SSM commands': nothing unencrypted hides in between.
+        // One per function, the state machine's, the SSM commands' and Firehose's delivery errors:
+        // nothing unencrypted hides in between.
         expect(ids(logGroups).sort()).toEqual(
-          [...functionLogGroups, 'StateMachineLogGroup', 'CommandLogGroup'].sort(),
+          [...functionLogGroups, 'StateMachineLogGroup', 'CommandLogGroup', 'LogsDeliveryLogGroup'].sort(),
         );
         expect(
           byId(logGroups, (group) => ({
@@ -517,6 +520,7 @@ describe('the packaged CloudFormation template', () => {
             'PrepareTraffic',
             'ShiftStep',
             'CheckStep',
+            'ExportLogs',
             'RecordRelease',
           ]),
         );
@@ -605,6 +609,7 @@ describe('the packaged CloudFormation template', () => {
           'SmokeTest',
           'PrepareTraffic',
           'ShiftTraffic',
+          'ExportLogs',
           'RecordRelease',
         ].map((name): [string, Json | undefined] => [
           name,
@@ -619,6 +624,7 @@ describe('the packaged CloudFormation template', () => {
             'ValidateFailed',
             'SmokeTestFailed',
             'TrafficFailed',
+            'ExportLogsFailed',
             'RecordReleaseFailed',
           ]),
         );
@@ -719,6 +725,7 @@ describe('the packaged CloudFormation template', () => {
           'SmokeTest',
           'PrepareTraffic',
           'ShiftTraffic',
+          'ExportLogs',
           'RecordRelease',
           'ReleaseLock',
         ];
@@ -750,6 +757,7 @@ describe('the packaged CloudFormation template', () => {
           expect.arrayContaining([
             'SmokeTestLambdaFunction',
             'TrafficLambdaFunction',
+            'LogExportLambdaFunction',
             'RecordReleaseLambdaFunction',
           ]),
         );
@@ -786,6 +794,11 @@ describe('the packaged CloudFormation template', () => {
           'ec2:DeregisterImage',
           'ec2:DeleteSnapshot',
           'elasticloadbalancing:ModifyListener',
+          'logs:PutSubscriptionFilter',
+          'logs:DeleteSubscriptionFilter',
+          'iam:PassRole',
+          'firehose:PutRecord',
+          'firehose:PutRecordBatch',
         ];
 
         expect(Object.fromEntries(actions.map((action) => [action, holders(action)]))).toEqual({
@@ -795,6 +808,11 @@ describe('the packaged CloudFormation template', () => {
           'ec2:DeregisterImage': ['compensate', 'distribute'].map(roleOf).sort(),
           'ec2:DeleteSnapshot': ['compensate', 'distribute'].map(roleOf).sort(),
           'elasticloadbalancing:ModifyListener': ['compensate', 'traffic'].map(roleOf).sort(),
+          'logs:PutSubscriptionFilter': [roleOf('logExport')],
+          'logs:DeleteSubscriptionFilter': [roleOf('compensate')],
+          'iam:PassRole': [roleOf('logExport')],
+          'firehose:PutRecord': ['LogsSubscriptionRole'],
+          'firehose:PutRecordBatch': ['LogsSubscriptionRole'],
         });
       });
 
@@ -867,7 +885,7 @@ describe('the packaged CloudFormation template', () => {
         }
       });
 
-      it('declares no IAM role that no function or state machine uses (the framework default role is pruned)', () => {
+      it('declares no IAM role that no function, state machine or delivery stream uses (the framework default role is pruned)', () => {
         const roles = stack.resourcesOfType('AWS::IAM::Role').map(([id]) => id);
         const users = [
           ...stack.resourcesOfType('AWS::Lambda::Function'),
@@ -875,9 +893,26 @@ describe('the packaged CloudFormation template', () => {
         ].map(([, resource]) =>
           JSON.stringify(at(resource.Properties, 'Role') ?? at(resource.Properties, 'RoleArn')),
         );
+        const deliveryRoles = stack
+          .resourcesOfType('AWS::KinesisFirehose::DeliveryStream')
+          .map(([, stream]) =>
+            JSON.stringify(at(stream.Properties, 'ExtendedS3DestinationConfiguration', 'RoleARN')),
+          );
+        // The role CloudWatch Logs assumes is handed over by log-export with each subscription.
+        const passed = JSON.stringify(
+          at(
+            stack.properties('LogExportLambdaFunction', 'AWS::Lambda::Function'),
+            'Environment',
+            'Variables',
+          ),
+        );
 
         expect(roles).not.toContain('IamRoleLambdaExecution');
-        expect(roles.filter((id) => !users.some((used) => used.includes(`"${id}"`)))).toEqual([]);
+        expect(
+          roles.filter(
+            (id) => ![...users, ...deliveryRoles, passed].some((used) => used.includes(`"${id}"`)),
+          ),
+        ).toEqual([]);
       });
 
       it('lets the trigger start executions, queue rejections and record them in the audit table', () => {
@@ -1099,6 +1134,7 @@ describe('the packaged CloudFormation template', () => {
         expect({
           distribute: auditPermissions('distribute'),
           traffic: auditPermissions('traffic'),
+          logExport: auditPermissions('logExport'),
           recordRelease: auditPermissions('recordRelease'),
           commandCompleted: auditPermissions('commandCompleted'),
           reconciler: auditPermissions('reconciler'),
@@ -1107,6 +1143,8 @@ describe('the packaged CloudFormation template', () => {
           distribute: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
           // Each listener change is recorded; a retried write reads the existing item back to compare.
           traffic: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
+          // Each log group it made and each subscription; a retried write reads the item back.
+          logExport: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
           // The live item is read before it is replaced; the run's events (a Query) give the stage timings.
           recordRelease: grant(
             ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
@@ -1121,6 +1159,201 @@ describe('the packaged CloudFormation template', () => {
           ),
           // Compensation reads the run's recorded resources (a Query on the table) before undoing them.
           compensate: expect.arrayContaining(grant(['dynamodb:PutItem', 'dynamodb:Query'], [auditTable])),
+        });
+      });
+
+      /** App log groups: the part of config/rules.yml's logGroupNamePrefix before {appId}, then anything. */
+      const appLogGroups = () => {
+        const prefix = loadRules().logGroupNamePrefix;
+        return regional('logs', `log-group:${prefix.slice(0, prefix.indexOf('{appId}'))}*`);
+      };
+
+      it("lets log-export manage and subscribe only app log groups (the rules' prefix), pass only the CloudWatch Logs role, and read run configs", () => {
+        const ownLogGroup = `log-group:/aws/lambda/ami-pipeline-${stage}-logExport:`;
+        const lines = grantLines(roleStatements(roleOf('logExport')), ['xray']).filter(
+          (line) => !line.includes(auditTable) && !line.includes(ownLogGroup),
+        );
+
+        expect(appLogGroups()).toBe(regional('logs', 'log-group:/app/*'));
+        expect(lines).toEqual(
+          [
+            ...grant(['ssm:GetParameter'], [runConfigs()]),
+            ...grant(['kms:Decrypt'], [stageKey]),
+            ...grant(
+              [
+                'logs:CreateLogGroup',
+                'logs:TagResource',
+                'logs:ListTagsForResource',
+                'logs:AssociateKmsKey',
+                'logs:PutRetentionPolicy',
+                'logs:DescribeSubscriptionFilters',
+                'logs:PutSubscriptionFilter',
+              ],
+              [appLogGroups()],
+            ),
+            ...grant(['iam:PassRole'], [`\${LogsSubscriptionRole.Arn}`]),
+          ].sort(),
+        );
+      });
+
+      it('lets compensate remove subscription filters of app log groups only, and touch no pipeline log group', () => {
+        const ownLogGroup = `log-group:/aws/lambda/ami-pipeline-${stage}-compensate:`;
+        const logLines = grantLines(roleStatements(roleOf('compensate')))
+          .filter((line) => line.startsWith('logs:'))
+          .filter((line) => !line.includes(ownLogGroup));
+
+        expect(logLines).toEqual(grant(['logs:DeleteSubscriptionFilter'], [appLogGroups()]));
+      });
+
+      it('hands log-export the stage key, the delivery stream and the subscription role, by reference', () => {
+        const variables = at(
+          stack.properties('LogExportLambdaFunction', 'AWS::Lambda::Function'),
+          'Environment',
+          'Variables',
+        );
+
+        expect({
+          KMS_KEY_ARN: at(variables, 'KMS_KEY_ARN'),
+          LOG_DELIVERY_STREAM_ARN: at(variables, 'LOG_DELIVERY_STREAM_ARN'),
+          LOG_SUBSCRIPTION_ROLE_ARN: at(variables, 'LOG_SUBSCRIPTION_ROLE_ARN'),
+          AUDIT_TABLE: at(variables, 'AUDIT_TABLE'),
+        }).toEqual({
+          KMS_KEY_ARN: STAGE_KEY_ARN,
+          LOG_DELIVERY_STREAM_ARN: getAttArn('LogsDeliveryStream'),
+          LOG_SUBSCRIPTION_ROLE_ARN: getAttArn('LogsSubscriptionRole'),
+          AUDIT_TABLE: { Ref: 'AuditTable' },
+        });
+      });
+    });
+
+    describe('log export', () => {
+      const trustOf = (roleId: string): JsonObject[] =>
+        asList(
+          at(stack.properties(roleId, 'AWS::IAM::Role'), 'AssumeRolePolicyDocument', 'Statement'),
+        ).filter(isObject);
+
+      it('delivers through a DirectPut Firehose stream encrypted with the stage key into the logs bucket under cloudwatch-logs/<stage>/', () => {
+        const stream = stack.properties('LogsDeliveryStream', 'AWS::KinesisFirehose::DeliveryStream');
+        const destination = at(stream, 'ExtendedS3DestinationConfiguration');
+
+        expect({
+          DeliveryStreamName: stream.DeliveryStreamName,
+          DeliveryStreamType: stream.DeliveryStreamType,
+          DeliveryStreamEncryptionConfigurationInput: stream.DeliveryStreamEncryptionConfigurationInput,
+          BucketARN: at(destination, 'BucketARN'),
+          RoleARN: at(destination, 'RoleARN'),
+          EncryptionConfiguration: at(destination, 'EncryptionConfiguration'),
+          CloudWatchLoggingOptions: at(destination, 'CloudWatchLoggingOptions'),
+        }).toEqual({
+          DeliveryStreamName: `ami-pipeline-${stage}-logs`,
+          DeliveryStreamType: 'DirectPut',
+          DeliveryStreamEncryptionConfigurationInput: {
+            KeyType: 'CUSTOMER_MANAGED_CMK',
+            KeyARN: STAGE_KEY_ARN,
+          },
+          BucketARN: getAttArn('LogsBucket'),
+          RoleARN: getAttArn('LogsDeliveryRole'),
+          EncryptionConfiguration: { KMSEncryptionConfig: { AWSKMSKeyARN: STAGE_KEY_ARN } },
+          CloudWatchLoggingOptions: {
+            Enabled: true,
+            LogGroupName: { Ref: 'LogsDeliveryLogGroup' },
+            LogStreamName: { Ref: 'LogsDeliveryLogStream' },
+          },
+        });
+        expect(String(at(destination, 'Prefix'))).toMatch(new RegExp(`^cloudwatch-logs/${stage}/`));
+        // With expressions in Prefix, Firehose requires an error prefix naming the error type.
+        expect(String(at(destination, 'ErrorOutputPrefix'))).toMatch(
+          new RegExp(`^cloudwatch-logs-errors/${stage}/!\\{firehose:error-output-type\\}/`),
+        );
+        expect(stack.template.Outputs?.LogsDeliveryStreamArn).toEqual({
+          Value: getAttArn('LogsDeliveryStream'),
+        });
+      });
+
+      it('lets Firehose (for this account only) write under its two prefixes of the logs bucket, with the stage key through S3 only', () => {
+        const logsBucket = `\${LogsBucket.Arn}`;
+        const kmsCondition = {
+          StringEquals: { 'kms:ViaService': { 'Fn::Sub': 's3.${AWS::Region}.amazonaws.com' } },
+          StringLike: {
+            'kms:EncryptionContext:aws:s3:arn': [
+              getAttArn('LogsBucket'),
+              { 'Fn::Sub': '${LogsBucket.Arn}/cloudwatch-logs*' },
+            ],
+          },
+        };
+
+        expect(trustOf('LogsDeliveryRole')).toEqual([
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'firehose.amazonaws.com' },
+            Action: 'sts:AssumeRole',
+            Condition: { StringEquals: { 'sts:ExternalId': { Ref: 'AWS::AccountId' } } },
+          },
+        ]);
+        expect(grantLines(roleStatements('LogsDeliveryRole'))).toEqual(
+          [
+            ...grant(
+              ['s3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads'],
+              [logsBucket],
+            ),
+            ...grant(
+              ['s3:PutObject', 's3:AbortMultipartUpload'],
+              [`${logsBucket}/cloudwatch-logs/${stage}/*`, `${logsBucket}/cloudwatch-logs-errors/${stage}/*`],
+            ),
+            ...grant(['kms:GenerateDataKey', 'kms:Decrypt'], [`\${PipelineKey.Arn}`], kmsCondition),
+            ...grant(['logs:PutLogEvents'], [`\${LogsDeliveryLogGroup.Arn}`]),
+          ].sort(),
+        );
+      });
+
+      it("lets CloudWatch Logs, for this account's log groups only, put records into that one stream and do nothing else", () => {
+        expect(trustOf('LogsSubscriptionRole')).toEqual([
+          {
+            Effect: 'Allow',
+            Principal: { Service: { 'Fn::Sub': 'logs.${AWS::Region}.amazonaws.com' } },
+            Action: 'sts:AssumeRole',
+            Condition: {
+              StringLike: {
+                'aws:SourceArn': {
+                  'Fn::Sub': 'arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*',
+                },
+              },
+            },
+          },
+        ]);
+        expect(grantLines(roleStatements('LogsSubscriptionRole'))).toEqual(
+          grant(['firehose:PutRecord', 'firehose:PutRecordBatch'], [`\${LogsDeliveryStream.Arn}`]).sort(),
+        );
+      });
+
+      it('exports logs after the traffic switch and before the release goes live, compensating a failure', () => {
+        const { definition, variables } = parseDefinition(
+          stack.properties('AmiPipelineStateMachine', 'AWS::StepFunctions::StateMachine'),
+        );
+        const state = (name: string) => at(definition, 'States', name);
+        const exportLogs = state('ExportLogs');
+
+        expect(at(state('ShiftTraffic'), 'Next')).toBe('ExportLogs');
+        expect({
+          function: isObject(exportLogs) ? functionOf(exportLogs, variables) : 'missing',
+          Next: at(exportLogs, 'Next'),
+          catchAll: at(asList(at(exportLogs, 'Catch')).at(-1), 'Next'),
+          retried: asList(at(exportLogs, 'Retry')).flatMap((retrier) => asList(at(retrier, 'ErrorEquals'))),
+        }).toEqual({
+          function: 'LogExportLambdaFunction',
+          Next: 'RecordRelease',
+          catchAll: 'ExportLogsFailed',
+          retried: expect.arrayContaining([...LAMBDA_SERVICE_ERRORS, 'ThrottlingException']),
+        });
+        expect(at(exportLogs, 'Retry')).not.toContainEqual(
+          expect.objectContaining({ ErrorEquals: expect.arrayContaining(['LogExportFailedError']) }),
+        );
+        expect({
+          Result: at(state('ExportLogsFailed'), 'Result'),
+          Next: at(state('ExportLogsFailed'), 'Next'),
+        }).toEqual({
+          Result: 'ExportLogs',
+          Next: 'Compensate',
         });
       });
     });
@@ -1357,6 +1590,7 @@ describe('the packaged CloudFormation template', () => {
 
       it.each([
         ['smokeTest', 'smoke-test'],
+        ['logExport', 'log-export'],
         ['recordRelease', 'record-release'],
       ])(
         "ships %s with this stage's config (its release settings, read at cold start) and no other stage's",

@@ -121,3 +121,31 @@ describe('app config traffic block', () => {
     );
   });
 });
+
+describe('app config log groups', () => {
+  const withLogGroups = (logGroups: unknown): Record<string, unknown> => ({
+    ...sampleAppConfig(),
+    logGroups,
+  });
+
+  it('accepts the retention periods CloudWatch Logs offers', () => {
+    expect(
+      issuesOf(
+        withLogGroups([
+          { name: '/app/sample-app/a', retentionDays: 30 },
+          { name: '/app/sample-app/b', retentionDays: 3653 },
+          { name: '/app/sample-app/c' },
+        ]),
+      ),
+    ).toEqual([]);
+  });
+
+  it('rejects a retention CloudWatch Logs would refuse, before anything is built', () => {
+    const issues = issuesOf(withLogGroups([{ name: '/app/sample-app/a', retentionDays: 45 }]));
+
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatch(
+      /^logGroups\.0\.retentionDays: must be a retention CloudWatch Logs accepts \(1, 3, 5, /,
+    );
+  });
+});

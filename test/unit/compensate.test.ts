@@ -33,6 +33,12 @@ import {
   UpdateCommand,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
+import {
+  CloudWatchLogsClient,
+  DeleteSubscriptionFilterCommand,
+  ResourceNotFoundException,
+  ServiceUnavailableException,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AuditRepository, type ResourceRecord } from '../../shared/audit';
 import type { CommandStep } from '../../shared/commands/contract';
@@ -46,6 +52,7 @@ const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const kmsMock = mockClient(KMSClient);
 const ssmMock = mockClient(SSMClient);
 const dbMock = mockClient(DynamoDBDocumentClient);
+const logsMock = mockClient(CloudWatchLogsClient);
 
 const NOW = '2025-03-04T11:10:00.000Z';
 const KEY_ARN = TEST_ENV.KMS_KEY_ARN;
@@ -58,6 +65,7 @@ const deps: CompensateDeps = {
   ec2: new EC2Client({}),
   elbv2: new ElasticLoadBalancingV2Client({}),
   kms: new KMSClient({}),
+  logs: new CloudWatchLogsClient({}),
   ssm: new SSMClient({}),
   tasks: new TaskStore(db, COORDINATION),
   audit: new AuditRepository(db, AUDIT),
@@ -111,6 +119,22 @@ const BLUE_ONLY: Action[] = [
 const listenerChange = (listenerArn: string, previousActions: Action[]): ResourceRecord => ({
   ...resource('LISTENER_CHANGE', `${listenerArn}#${RUN_ID}`),
   detail: { listenerArn, previousActions, blue: BLUE_TG, green: 'arn:green' },
+});
+
+const APP_GROUP = '/app/sample-app/application';
+const STREAM_ARN = 'arn:aws:firehose:eu-west-1:123456789012:deliverystream/ami-pipeline-dev-logs';
+const ROLE_ARN = 'arn:aws:iam::123456789012:role/ami-pipeline-dev-LogsSubscriptionRole-1A2B3C';
+
+/** What ExportLogs records for a subscription; `replaced` when an earlier release's filter was there. */
+const logSubscription = (logGroupName: string, replaced = false): ResourceRecord => ({
+  ...resource('LOG_SUBSCRIPTION', `${logGroupName}#ami-pipeline-export`),
+  detail: {
+    logGroupName,
+    filterName: 'ami-pipeline-export',
+    destinationArn: STREAM_ARN,
+    roleArn: ROLE_ARN,
+    replaced: replaced ? { destinationArn: STREAM_ARN, roleArn: ROLE_ARN, filterPattern: '' } : null,
+  },
 });
 
 const imageWith = (ImageId: string, snapshots: string[]): Image => ({
@@ -189,6 +213,7 @@ beforeEach(() => {
   kmsMock.on(RevokeGrantCommand).resolves({});
   ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
   ssmMock.on(CancelCommandCommand).resolves({});
+  logsMock.on(DeleteSubscriptionFilterCommand).resolves({});
 });
 
 afterEach(() => {
@@ -197,6 +222,7 @@ afterEach(() => {
   kmsMock.reset();
   ssmMock.reset();
   dbMock.reset();
+  logsMock.reset();
 });
 
 describe('compensation', () => {
@@ -412,6 +438,86 @@ describe('compensation', () => {
       ExpressionAttributeValues: { ':pk': `RUN#${RUN_ID}`, ':prefix': 'RESOURCE#KMS_GRANT#' },
     });
     expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1', 'REVOKE_GRANT#grant-2']);
+  });
+
+  describe('log subscriptions', () => {
+    it('removes the subscription filter the run added to an app log group, and keeps the group', async () => {
+      inventory.push(resource('LOG_GROUP', APP_GROUP), logSubscription(APP_GROUP));
+
+      const output = await compensate(input('RecordRelease'), deps);
+
+      expect(logsMock).toHaveReceivedCommandTimes(DeleteSubscriptionFilterCommand, 1);
+      expect(logsMock).toHaveReceivedCommandWith(DeleteSubscriptionFilterCommand, {
+        logGroupName: APP_GROUP,
+        filterName: 'ami-pipeline-export',
+      });
+      expect(auditEvents()).toContainEqual(
+        expect.objectContaining({
+          sk: `EVENT#${NOW}#UNDONE#DELETE_SUBSCRIPTION_FILTER#${APP_GROUP}#ami-pipeline-export`,
+          type: 'UNDONE',
+          detail: {
+            action: 'DELETE_SUBSCRIPTION_FILTER',
+            resource: `${APP_GROUP}#ami-pipeline-export`,
+            failedStage: 'RecordRelease',
+          },
+        }),
+      );
+      expect(logsMock.calls()).toHaveLength(1);
+      expect(output).toEqual({ status: 'COMPLETE', undone: 1, failed: [], needsStackDestroy: false });
+    });
+
+    it("leaves a subscription the run only re-applied: it is the live release's", async () => {
+      inventory.push(logSubscription(APP_GROUP, true));
+
+      const output = await compensate(input('RecordRelease'), deps);
+
+      expect(logsMock).toHaveReceivedCommandTimes(DeleteSubscriptionFilterCommand, 0);
+      expect(output).toEqual({ status: 'COMPLETE', undone: 0, failed: [], needsStackDestroy: false });
+    });
+
+    it('takes a filter that is already gone as undone work, not as a failure', async () => {
+      inventory.push(logSubscription(APP_GROUP));
+      logsMock
+        .on(DeleteSubscriptionFilterCommand)
+        .rejects(
+          new ResourceNotFoundException({ message: 'The specified filter does not exist', $metadata: {} }),
+        );
+
+      const output = await compensate(input('ExportLogs'), deps);
+
+      expect(output).toEqual({ status: 'COMPLETE', undone: 0, failed: [], needsStackDestroy: false });
+    });
+
+    it('records a filter it cannot remove as UNDO_FAILED and still undoes the rest', async () => {
+      inventory.push(logSubscription(APP_GROUP), resource('KMS_GRANT', 'grant-1'));
+      logsMock
+        .on(DeleteSubscriptionFilterCommand)
+        .rejects(new ServiceUnavailableException({ message: 'try again', $metadata: {} }));
+
+      const output = await compensate(input('ExportLogs'), deps);
+
+      expect(output.failed).toEqual([
+        {
+          action: 'DELETE_SUBSCRIPTION_FILTER',
+          resource: `${APP_GROUP}#ami-pipeline-export`,
+          error: 'ServiceUnavailableException: try again',
+        },
+      ]);
+      expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { GrantId: 'grant-1' });
+    });
+
+    it('removes subscriptions after traffic is back on blue', async () => {
+      inventory.push(logSubscription(APP_GROUP), listenerChange(LISTENER_ARN, BLUE_ONLY));
+
+      await compensate(input('RecordRelease'), deps);
+
+      expect(
+        inCallOrder(
+          elbMock.commandCalls(ModifyListenerCommand)[0],
+          logsMock.commandCalls(DeleteSubscriptionFilterCommand)[0],
+        ),
+      ).toBe(true);
+    });
   });
 
   describe('AMIs and snapshots', () => {

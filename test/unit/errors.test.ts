@@ -34,6 +34,7 @@ describe('pipeline errors', () => {
       'DistributionFailedError',
       'InvalidTaskInputError',
       'LockHeldError',
+      'LogExportFailedError',
       'NoBuilderAvailableError',
       'ProvisionFailedError',
       'RunConfigTooLargeError',

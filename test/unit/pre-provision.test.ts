@@ -387,6 +387,7 @@ describe('pre-provision worker', () => {
     it("refuses a config whose appId differs from the trigger's", async () => {
       givenAppConfig((config) => {
         config.appId = 'billing-app';
+        config.logGroups = [{ name: '/app/billing-app/application', retentionDays: 90 }];
       });
 
       const err = await failureOf(taskInput());

@@ -20,6 +20,7 @@ describe('platform rules', () => {
   it('load from config/rules.yml with an entry per environment', () => {
     expect(Object.keys(rules.environments)).toEqual(['dev', 'test', 'prod']);
     expect(rules.minLogRetentionDays).toBe(30);
+    expect(rules.logGroupNamePrefix).toBe('/app/{appId}/');
   });
 
   it('allow sample-app in dev', () => {
@@ -85,10 +86,25 @@ describe('platform rules', () => {
       'a log retention below the platform minimum',
       (app) =>
         (app.logGroups = [
-          { name: '/app/a', retentionDays: 90 },
-          { name: '/app/b', retentionDays: 14 },
+          { name: '/app/sample-app/a', retentionDays: 90 },
+          { name: '/app/sample-app/b', retentionDays: 14 },
         ]),
       'logGroups[1].retentionDays: 14 is below the platform minimum of 30',
+    ],
+    [
+      "a log group outside the app's own /app/<appId>/ prefix",
+      (app) => (app.logGroups = [{ name: '/aws/lambda/ami-pipeline-dev-trigger' }]),
+      'logGroups[0].name: /aws/lambda/ami-pipeline-dev-trigger must start with /app/sample-app/ (platform rule logGroupNamePrefix: /app/{appId}/)',
+    ],
+    [
+      "a log group under another app's prefix",
+      (app) => (app.logGroups = [{ name: '/app/sample-app-2/application' }]),
+      'logGroups[0].name: /app/sample-app-2/application must start with /app/sample-app/ (platform rule logGroupNamePrefix: /app/{appId}/)',
+    ],
+    [
+      'a log group named as the prefix alone',
+      (app) => (app.logGroups = [{ name: '/app/sample-app/' }]),
+      'logGroups[0].name: /app/sample-app/ must start with /app/sample-app/ (platform rule logGroupNamePrefix: /app/{appId}/)',
     ],
   ])('report %s, naming the field and the rule', (_case, change, violation) => {
     const violations = checkRules(sampleApp(change), rules, 'dev');
@@ -111,7 +127,7 @@ describe('platform rules', () => {
       a.runtime.minSize = 1;
       a.runtime.maxSize = 4;
       a.inspec.allowedFailedControls = 10;
-      a.logGroups = [{ name: '/app/a', retentionDays: 30 }, { name: '/app/b' }];
+      a.logGroups = [{ name: '/app/sample-app/a', retentionDays: 30 }, { name: '/app/sample-app/b' }];
     });
 
     expect(checkRules(app, rules, 'dev')).toEqual([]);
@@ -145,6 +161,17 @@ describe('platform rules', () => {
       );
 
       expect(() => loadRules(dir)).toThrow(/bakeInstanceTypes: Too small/);
+    });
+
+    it('refuses a log group name prefix without {appId}: apps would share one namespace', () => {
+      writeFileSync(
+        path.join(dir, 'rules.yml'),
+        'bakeInstanceTypes: [t3.medium]\nallowedServices: [s3]\nlogGroupNamePrefix: /app/\nenvironments: {}\n',
+      );
+
+      expect(() => loadRules(dir)).toThrow(
+        /logGroupNamePrefix: must be a log group name prefix holding \{appId\}/,
+      );
     });
   });
 });
@@ -192,6 +219,8 @@ describe('app config validation', () => {
           'appConfig.runtime.instanceType: t3.small is not allowed in prod (allowed: m5.large, m5.xlarge, m6i.large, m6i.xlarge, c5.large)',
           'appConfig.runtime.minSize: 1 is below the prod minimum of 2',
           'appConfig.inspec.allowedFailedControls: 2 exceeds the prod limit of 0',
+          // Checked against the config's own appId: its groups are still named for sample-app.
+          'appConfig.logGroups[0].name: /app/sample-app/application must start with /app/billing-app/ (platform rule logGroupNamePrefix: /app/{appId}/)',
         ],
       }),
     );

@@ -21,6 +21,9 @@ export const TEST_ENV = {
   ASSETS_PREFIX: 'tooling/0123456789ab',
   COMMAND_LOG_GROUP: '/ami-pipeline/dev/commands',
   TF_LOCK_TABLE: 'ami-pipeline-dev-tf-locks',
+  // log-export: the Firehose stream app log groups are subscribed to, and the role CloudWatch Logs uses.
+  LOG_DELIVERY_STREAM_ARN: 'arn:aws:firehose:eu-west-1:123456789012:deliverystream/ami-pipeline-dev-logs',
+  LOG_SUBSCRIPTION_ROLE_ARN: 'arn:aws:iam::123456789012:role/ami-pipeline-dev-LogsSubscriptionRole-1A2B3C',
   // The shared logger is built at import; keep test output free of log lines.
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   AWS_REGION: 'eu-west-1',

@@ -1,0 +1,3 @@
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+
+export const logs = new CloudWatchLogsClient({});
