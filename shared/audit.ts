@@ -20,6 +20,8 @@ export const auditKeys = {
   }),
   runEvents: (runId: string) => `RUN#${runId}`,
   rejections: (environment: string) => `REJECTED#${environment}`,
+  /** The live release of an app (the one pointer that moves; shared/release/live.ts). */
+  live: (environment: string, appId: string) => ({ pk: `LIVE#${environment}`, sk: `APP#${appId}` }),
 } as const;
 
 export const AUDIT_INDEXES = { byResource: 'byResource', byEnvironment: 'byEnvironment' } as const;
@@ -146,6 +148,25 @@ export class AuditRepository {
       }),
     );
     return Items?.[0];
+  }
+
+  /** Every app's live release in an environment (one Query on `LIVE#<env>`, all pages). */
+  async liveReleases(environment: string): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': `LIVE#${environment}` },
+          ExclusiveStartKey,
+        }),
+      );
+      items.push(...(page.Items ?? []));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return items;
   }
 
   /** Resources a run recorded, optionally of one type. */

@@ -2,7 +2,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import type { AuditRepository } from '../audit';
+import { auditKeys, type AuditRepository } from '../audit';
 import { provisionResultSchema } from '../commands/contract';
 import { AuditConflictError } from '../errors';
 import { loadRunConfig } from '../run-config';
@@ -14,10 +14,7 @@ import { trafficPlanSchema } from './traffic';
  * live for app X in prod" and "what is live in prod" are each one Query. It is the audit table's
  * only pointer that moves; its history is the RELEASE_LIVE events of each run.
  */
-export const liveKey = (environment: string, appId: string) => ({
-  pk: `LIVE#${environment}`,
-  sk: `APP#${appId}`,
-});
+export const liveKey = auditKeys.live;
 
 export const recordReleaseInputSchema = z.object({
   run: runRefSchema,

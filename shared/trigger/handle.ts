@@ -10,10 +10,14 @@ import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { isDeepStrictEqual } from 'node:util';
 import type { AuditRepository } from '../audit';
 import { logger } from '../logger';
+import { z } from 'zod';
 import {
   APP_ID_PATTERN,
   BUILD_ID_PATTERN,
+  executionInputSchema,
   executionNameFor,
+  VERSION_PATTERN,
+  type BaseImageUpdate,
   parseTriggerMessage,
   runIdFor,
   type ExecutionInput,
@@ -42,9 +46,16 @@ export interface TriggerDeps {
   now: () => Date;
 }
 
+export interface FanOutRun {
+  appId: string;
+  status: 'STARTED' | 'DUPLICATE' | 'CONFLICT' | 'SKIPPED';
+  executionName?: string;
+}
+
 export type TriggerOutcome =
   | { status: 'STARTED'; executionArn: string; executionName: string; runId: string }
   | { status: 'DUPLICATE'; executionArn: string; executionName: string; runId: string }
+  | { status: 'FANNED_OUT'; baseImage: string; runs: FanOutRun[] }
   | { status: 'REJECTED'; reason: string };
 
 const EXCERPT_BYTES = 2048;
@@ -78,13 +89,35 @@ export const handleTrigger = async (
 ): Promise<TriggerOutcome> => {
   const parsed = parseTriggerMessage(delivery.message, deps.ctx, deps.maxMessageBytes);
   if (!parsed.ok) return reject(delivery, parsed.violations, deps);
+  if (parsed.baseImageUpdate) return fanOut(parsed.baseImageUpdate, deps);
 
   const { message } = parsed;
   const runId = runIdFor(message.appId, message.environment, message.buildId);
-  const executionName = executionNameFor(message.appId, message.environment, runId);
   const appConfigUri = await appConfigUriFor(message, runId, deps);
-  const input = JSON.stringify(executionInputFor(message, runId, appConfigUri));
+  const started = await startRun(executionInputFor(message, runId, appConfigUri), deps);
+  if (started.status !== 'CONFLICT') return started;
+  return reject(
+    delivery,
+    [
+      `buildId: "${message.buildId}" already started execution ${started.executionName} with different content; use a new build id`,
+    ],
+    deps,
+    message,
+  );
+};
 
+type StartOutcome =
+  | { status: 'STARTED' | 'DUPLICATE'; executionArn: string; executionName: string; runId: string }
+  | { status: 'CONFLICT'; executionArn: string; executionName: string; runId: string };
+
+/**
+ * Starts the run for an execution input, or recognises it: the same name with the same input is
+ * a redelivery (success, nothing to do); the same name with other content is a CONFLICT.
+ */
+const startRun = async (executionInput: ExecutionInput, deps: TriggerDeps): Promise<StartOutcome> => {
+  const { runId } = executionInput;
+  const executionName = executionNameFor(executionInput.appId, executionInput.environment, runId);
+  const input = JSON.stringify(executionInput);
   try {
     const started = await deps.sfn.send(
       new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: executionName, input }),
@@ -96,9 +129,6 @@ export const handleTrigger = async (
   } catch (err) {
     if (!(err instanceof ExecutionAlreadyExists)) throw err;
   }
-
-  // The name exists: either SNS redelivered the same message (same input: success, nothing to do),
-  // or Jenkins reused a build id for different content (a conflict the sender must hear about).
   const executionArn = executionArnFor(deps.stateMachineArn, executionName);
   const existing = await deps.sfn.send(new DescribeExecutionCommand({ executionArn }));
   if (existing.input !== undefined && isDeepStrictEqual(JSON.parse(existing.input), JSON.parse(input))) {
@@ -109,15 +139,66 @@ export const handleTrigger = async (
     });
     return { status: 'DUPLICATE', executionArn, executionName, runId };
   }
-  return reject(
-    delivery,
-    [
-      `buildId: "${message.buildId}" already started execution ${executionName} with different content; use a new build id`,
-    ],
-    deps,
-    message,
-  );
+  return { status: 'CONFLICT', executionArn, executionName, runId };
 };
+
+/**
+ * A base-image update for the environment: one run per app whose live release was built from that
+ * SOE parameter, rebuilding the live version from its own app config and artifact. Each run has
+ * its own execution name (app, environment, the SOE build), so a redelivery starts nothing new;
+ * apps on other bases are untouched.
+ */
+const fanOut = async (update: BaseImageUpdate, deps: TriggerDeps): Promise<TriggerOutcome> => {
+  const live = await deps.audit.liveReleases(update.environment);
+  const affected = live.filter(
+    (release) =>
+      (release.baseImage as { ssmParameter?: string } | undefined)?.ssmParameter ===
+      update.baseImage.ssmParameter,
+  );
+  const runs: FanOutRun[] = [];
+  for (const release of affected) {
+    const parsed = liveReleaseSchema.safeParse(release);
+    if (!parsed.success) {
+      logger.error('live release item does not match its schema; app skipped', { appId: release.appId });
+      runs.push({ appId: String(release.appId), status: 'SKIPPED' });
+      continue;
+    }
+    const { appId, version, appConfigUri, artifact } = parsed.data;
+    const runId = runIdFor(appId, update.environment, update.buildId);
+    const outcome = await startRun(
+      {
+        schemaVersion: 1,
+        runId,
+        appId,
+        environment: update.environment,
+        version,
+        buildId: update.buildId,
+        kind: 'base-image-update',
+        appConfigUri,
+        artifact,
+        requestedBy: update.requestedBy,
+      },
+      deps,
+    );
+    if (outcome.status === 'CONFLICT')
+      logger.warn('base-image update already ran this app with other content', { appId, ...outcome });
+    runs.push({ appId, status: outcome.status, executionName: outcome.executionName });
+  }
+  logger.info('base-image update fanned out', {
+    baseImage: update.baseImage.ssmParameter,
+    live: live.length,
+    runs: runs.map((r) => `${r.appId}:${r.status}`),
+  });
+  return { status: 'FANNED_OUT', baseImage: update.baseImage.ssmParameter, runs };
+};
+
+/** What a base-image rebuild takes from the live release (written by RecordRelease). */
+const liveReleaseSchema = z.object({
+  appId: z.string().regex(APP_ID_PATTERN),
+  version: z.string().regex(VERSION_PATTERN),
+  appConfigUri: executionInputSchema.shape.appConfigUri,
+  artifact: executionInputSchema.shape.artifact,
+});
 
 /** `arn:aws:states:r:a:stateMachine:name` → `arn:aws:states:r:a:execution:name:<execution>`. */
 export const executionArnFor = (stateMachineArn: string, executionName: string): string =>

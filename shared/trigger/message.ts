@@ -84,7 +84,33 @@ export const triggerMessageSchema = (ctx: TriggerContext) =>
 
 export type TriggerMessage = z.infer<ReturnType<typeof triggerMessageSchema>>;
 
-export type ParseResult = { ok: true; message: TriggerMessage } | { ok: false; violations: string[] };
+const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1000}$/;
+
+/**
+ * `base-image-update` for the whole environment: the SOE image behind `baseImage.ssmParameter`
+ * moved, so every app whose live release was built from it is rebuilt (one run per app). A
+ * `base-image-update` that names an `appId` (with the release fields) rebuilds that app only.
+ */
+export const baseImageUpdateSchema = (ctx: TriggerContext) =>
+  z.strictObject({
+    schemaVersion: z.literal(1),
+    environment: z.string().refine((env) => env === ctx.stage, {
+      error: `must be "${ctx.stage}" (the stage this message was sent to)`,
+    }),
+    buildId: z.string().regex(BUILD_ID_PATTERN, `must match ${BUILD_ID_PATTERN.source}`),
+    kind: z.literal('base-image-update'),
+    baseImage: z.strictObject({
+      ssmParameter: z.string().regex(SSM_PARAMETER_NAME, 'must be an SSM parameter name starting with /'),
+    }),
+    requestedBy: z.string().regex(REQUESTED_BY_PATTERN, `must match ${REQUESTED_BY_PATTERN.source}`),
+  });
+
+export type BaseImageUpdate = z.infer<ReturnType<typeof baseImageUpdateSchema>>;
+
+export type ParseResult =
+  | { ok: true; message: TriggerMessage; baseImageUpdate?: undefined }
+  | { ok: true; baseImageUpdate: BaseImageUpdate; message?: undefined }
+  | { ok: false; violations: string[] };
 
 /**
  * Parses a raw SNS message body: size, JSON, then schema. Every violation names its field and rule.
@@ -99,6 +125,16 @@ export const parseTriggerMessage = (raw: string, ctx: TriggerContext, maxBytes: 
     json = JSON.parse(raw);
   } catch (err) {
     return { ok: false, violations: [`(message): is not valid JSON (${(err as Error).message})`] };
+  }
+  const fields =
+    typeof json === 'object' && json !== null && !Array.isArray(json)
+      ? (json as Record<string, unknown>)
+      : {};
+  if (fields.kind === 'base-image-update' && !('appId' in fields)) {
+    const update = baseImageUpdateSchema(ctx).safeParse(json);
+    return update.success
+      ? { ok: true, baseImageUpdate: update.data }
+      : { ok: false, violations: describeIssues(update.error) };
   }
   const parsed = triggerMessageSchema(ctx).safeParse(json);
   return parsed.success

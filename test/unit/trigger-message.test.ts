@@ -208,6 +208,7 @@ describe('trigger message', () => {
     it('builds an input the state machine contract accepts, without the app config itself', () => {
       const parsed = parse(triggerMessage({ appConfig: sampleAppConfig() }));
       if (!parsed.ok) throw new Error(parsed.violations.join('; '));
+      if (!parsed.message) throw new Error('expected a release message');
       const message: TriggerMessage = parsed.message;
       const runId = expectedRunId('sample-app', 'dev', 'sample-app-release#118');
 

@@ -11,7 +11,7 @@ import {
   StateMachineDoesNotExist,
 } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { run } from '../../functions/trigger/handler';
 import { AuditRepository } from '../../shared/audit';
@@ -514,5 +514,94 @@ describe('trigger worker', () => {
       await expect(run(snsEvent(JSON.stringify(triggerMessage())), deps)).rejects.toThrow('throttled');
       expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
     });
+  });
+});
+
+describe('trigger worker with a base-image update for the environment', () => {
+  const SOE = '/soe/amazon-linux-2023/latest';
+  const update = {
+    schemaVersion: 1,
+    environment: 'dev',
+    buildId: 'soe-118',
+    kind: 'base-image-update',
+    baseImage: { ssmParameter: SOE },
+    requestedBy: 'soe-pipeline@example.com',
+  };
+  const live = (appId: string, ssmParameter: string) => ({
+    pk: 'LIVE#dev',
+    sk: `APP#${appId}`,
+    appId,
+    version: '2.0.0',
+    baseImage: { ssmParameter },
+    appConfigUri: `s3://${ARTIFACTS_BUCKET}/inputs/${appId}/7/app-config.yml`,
+    artifact: { s3Uri: `s3://${ARTIFACTS_BUCKET}/inputs/${appId}/7/app.tgz`, sha256: 'd'.repeat(64) },
+  });
+
+  it('starts one run per app live on that image, with the live version, app config and artifact', async () => {
+    dbMock.on(QueryCommand).resolves({
+      Items: [live('app-one', SOE), live('app-two', '/soe/rhel9/latest'), live('app-three', SOE)],
+    });
+
+    const [outcome] = await run(snsEvent(JSON.stringify(update)), deps);
+
+    expect(dbMock).toHaveReceivedCommandWith(QueryCommand, {
+      TableName: TEST_ENV.AUDIT_TABLE,
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': 'LIVE#dev' },
+    });
+    expect(outcome).toMatchObject({
+      status: 'FANNED_OUT',
+      baseImage: SOE,
+      runs: [
+        {
+          appId: 'app-one',
+          status: 'STARTED',
+          executionName: `app-one-dev-${expectedRunId('app-one', 'dev', 'soe-118')}`,
+        },
+        {
+          appId: 'app-three',
+          status: 'STARTED',
+          executionName: `app-three-dev-${expectedRunId('app-three', 'dev', 'soe-118')}`,
+        },
+      ],
+    });
+    expect(startedInputs()).toEqual([
+      expect.objectContaining({
+        appId: 'app-one',
+        kind: 'base-image-update',
+        version: '2.0.0',
+        buildId: 'soe-118',
+        appConfigUri: live('app-one', SOE).appConfigUri,
+      }),
+      expect.objectContaining({
+        appId: 'app-three',
+        kind: 'base-image-update',
+        version: '2.0.0',
+        buildId: 'soe-118',
+      }),
+    ]);
+    expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+  });
+
+  it('starts nothing when no live release uses that image', async () => {
+    dbMock.on(QueryCommand).resolves({ Items: [live('app-two', '/soe/rhel9/latest')] });
+
+    const [outcome] = await run(snsEvent(JSON.stringify(update)), deps);
+
+    expect(outcome).toEqual({ status: 'FANNED_OUT', baseImage: SOE, runs: [] });
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('rejects an update whose image is not an SSM parameter name, naming the field', async () => {
+    const [outcome] = await run(
+      snsEvent(JSON.stringify({ ...update, baseImage: { ssmParameter: 'soe;reboot' } })),
+      deps,
+    );
+
+    expect(outcome).toEqual({
+      status: 'REJECTED',
+      reason: expect.stringContaining('baseImage.ssmParameter: must be an SSM parameter name'),
+    });
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
   });
 });
