@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import {
   CancelCommandCommand,
-  DescribeInstanceInformationCommand,
+  paginateDescribeInstanceInformation,
   ListCommandsCommand,
   SendCommandCommand,
   type SSMClient,
@@ -156,14 +156,11 @@ const pickBuilder = async (deps: LaunchDeps): Promise<string> => {
       ? [{ Key: 'InstanceIds', Values: targets.instanceIds }]
       : [{ Key: `tag:${targets.tag.key}`, Values: [targets.tag.value] }];
   const online: string[] = [];
-  let NextToken: string | undefined;
-  do {
-    const page = await deps.ssm.send(new DescribeInstanceInformationCommand({ Filters: filters, NextToken }));
+  for await (const page of paginateDescribeInstanceInformation({ client: deps.ssm }, { Filters: filters })) {
     for (const info of page.InstanceInformationList ?? []) {
       if (info.PingStatus === 'Online' && info.InstanceId) online.push(info.InstanceId);
     }
-    NextToken = page.NextToken;
-  } while (NextToken);
+  }
   if (online.length === 0) {
     throw new NoBuilderAvailableError(
       `no online builder for ${JSON.stringify(targets)}; check the SSM agent on the builder hosts`,

@@ -2,7 +2,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   GetCommand,
   PutCommand,
-  QueryCommand,
+  paginateQuery,
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
@@ -152,20 +152,16 @@ export class TaskStore {
 
   async listPending(): Promise<CommandTask[]> {
     const tasks: CommandTask[] = [];
-    let ExclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const page = await this.db.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          IndexName: PENDING_INDEX,
-          KeyConditionExpression: 'pendingPk = :p',
-          ExpressionAttributeValues: { ':p': 'PENDING' },
-          ExclusiveStartKey,
-        }),
-      );
-      tasks.push(...((page.Items ?? []) as CommandTask[]));
-      ExclusiveStartKey = page.LastEvaluatedKey;
-    } while (ExclusiveStartKey);
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.tableName,
+        IndexName: PENDING_INDEX,
+        KeyConditionExpression: 'pendingPk = :p',
+        ExpressionAttributeValues: { ':p': 'PENDING' },
+      },
+    );
+    for await (const page of pages) tasks.push(...((page.Items ?? []) as CommandTask[]));
     return tasks;
   }
 }

@@ -1,7 +1,7 @@
 import { GetMetricStatisticsCommand, type CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import {
   DescribeListenersCommand,
-  DescribeLoadBalancersCommand,
+  paginateDescribeLoadBalancers,
   DescribeTargetHealthCommand,
   ModifyListenerCommand,
   type Action,
@@ -215,13 +215,10 @@ export const checkCanary = async (
 };
 
 const findLoadBalancer = async (elbv2: ElasticLoadBalancingV2Client, dnsName: string): Promise<string> => {
-  let Marker: string | undefined;
-  do {
-    const page = await elbv2.send(new DescribeLoadBalancersCommand({ Marker }));
+  for await (const page of paginateDescribeLoadBalancers({ client: elbv2 }, {})) {
     const found = page.LoadBalancers?.find((lb) => lb.DNSName?.toLowerCase() === dnsName.toLowerCase());
     if (found?.LoadBalancerArn) return found.LoadBalancerArn;
-    Marker = page.NextMarker;
-  } while (Marker);
+  }
   throw new CanaryCheckFailedError(`no load balancer answers to ${dnsName}`);
 };
 
