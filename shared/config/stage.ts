@@ -75,6 +75,15 @@ export const stageConfigSchema = z.strictObject({
       /** Smoke test: attempts through the ALB, with exponential backoff from this first pause. */
       smokeTestAttempts: z.number().int().min(1).max(20),
       smokeTestFirstDelayMs: z.number().int().min(0).max(60000),
+      /** Where the smoke test runs when the apps' ALBs are internal: the stage's VPC (optional). */
+      vpc: z
+        .strictObject({
+          subnetIds: z.array(z.string().regex(/^subnet-[a-f0-9]{8,17}$/, 'must be a subnet id')).min(1),
+          securityGroupIds: z
+            .array(z.string().regex(/^sg-[a-f0-9]{8,17}$/, 'must be a security group id'))
+            .min(1),
+        })
+        .optional(),
     })
     .default({ decommissionAfterSeconds: 86400, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 }),
   audit: z.strictObject({

@@ -1096,6 +1096,15 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
+      it("places smoke-test in the stage's VPC exactly when the stage config names one", () => {
+        const vpc = stack.config.release.vpc;
+        const smokeTest = stack.resource('SmokeTestLambdaFunction', 'AWS::Lambda::Function');
+
+        expect(at(smokeTest.Properties, 'VpcConfig') ?? null).toEqual(
+          vpc ? { SubnetIds: vpc.subnetIds, SecurityGroupIds: vpc.securityGroupIds } : null,
+        );
+      });
+
       it("lets smoke-test only read and decrypt this stage's run configs", () => {
         // grantLines here keeps audit-table lines: the smoke test has none.
         expect(grantLines(roleStatements(roleOf('smokeTest')), FRAMEWORK_SERVICES)).toEqual(

@@ -317,3 +317,37 @@ describe('stage config', () => {
     expect(stageConfigSchema.safeParse(stageFile('qa')).success).toBe(true);
   });
 });
+
+describe('stage config: the smoke test in the VPC', () => {
+  const release = { decommissionAfterSeconds: 3600, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 };
+  const withVpc = (vpc: unknown) => ({ ...stageFile('qa'), release: { ...release, vpc } });
+
+  it('accepts subnets and security groups for internal ALBs', () => {
+    const parsed = stageConfigSchema.parse(
+      withVpc({ subnetIds: ['subnet-0123456789abcdef0'], securityGroupIds: ['sg-0123456789abcdef0'] }),
+    );
+
+    expect(parsed.release.vpc).toEqual({
+      subnetIds: ['subnet-0123456789abcdef0'],
+      securityGroupIds: ['sg-0123456789abcdef0'],
+    });
+  });
+
+  it.each([
+    [
+      'a subnet id that is not one',
+      { subnetIds: ['subnet-xyz'], securityGroupIds: ['sg-0123456789abcdef0'] },
+      'release.vpc.subnetIds.0',
+    ],
+    [
+      'no security group',
+      { subnetIds: ['subnet-0123456789abcdef0'], securityGroupIds: [] },
+      'release.vpc.securityGroupIds',
+    ],
+  ])('rejects %s, naming the field', (_case, vpc, field) => {
+    const parsed = stageConfigSchema.safeParse(withVpc(vpc));
+
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues.map((i) => i.path.join('.'))).toEqual([field]);
+  });
+});
