@@ -56,7 +56,8 @@ export interface CompensateDeps {
 
 const RUN_TAG = 'tag:ami-pipeline:run-id';
 const STILL_RUNNING = new Set(['Pending', 'InProgress', 'Delayed', 'Cancelling']);
-const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFoundException/;
+/** Error names meaning the resource no longer exists (nothing left to undo). */
+export const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFoundException/;
 
 /**
  * Undoes what a failed run made, from what AWS and the audit table say it made: cancels its
@@ -154,6 +155,37 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
     );
   }
 
+  await removeRunImages(runId, deps, attempt);
+
+  const output: CompensateOutput = {
+    status: failed.length ? 'INCOMPLETE' : 'COMPLETE',
+    undone,
+    failed,
+    needsStackDestroy,
+  };
+  if (failed.length) logger.error('compensation incomplete', { runId, failed });
+  else logger.info('compensation complete', { runId, undone, needsStackDestroy });
+  return output;
+};
+
+/** Runs one undo step and records it; see `compensate`. */
+export type UndoStep = (
+  action: string,
+  resource: string,
+  fn: () => Promise<unknown>,
+  gone?: RegExp,
+) => Promise<void>;
+
+/**
+ * What a run baked and shared, removed: its KMS grants revoked, its AMIs (found by the run tag and
+ * in the audit inventory) deregistered — which ends their launch permissions — and their snapshots
+ * deleted. Used by compensation and by the decommission of a replaced release.
+ */
+export const removeRunImages = async (
+  runId: string,
+  deps: Pick<CompensateDeps, 'ec2' | 'kms' | 'audit' | 'kmsKeyArn'>,
+  attempt: UndoStep,
+): Promise<void> => {
   for (const grant of await deps.audit.resourcesOf(runId, 'KMS_GRANT')) {
     await attempt('REVOKE_GRANT', grant.resourceId, () =>
       deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grant.resourceId })),
@@ -188,14 +220,4 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
       deps.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })),
     );
   }
-
-  const output: CompensateOutput = {
-    status: failed.length ? 'INCOMPLETE' : 'COMPLETE',
-    undone,
-    failed,
-    needsStackDestroy,
-  };
-  if (failed.length) logger.error('compensation incomplete', { runId, failed });
-  else logger.info('compensation complete', { runId, undone, needsStackDestroy });
-  return output;
 };

@@ -1,6 +1,7 @@
 import type { Context } from 'aws-lambda';
 import { auditFromEnv } from '../../shared/audit-env';
 import { dynamodb } from '../../shared/clients/dynamodb';
+import { sfn } from '../../shared/clients/sfn';
 import { ssm } from '../../shared/clients/ssm';
 import { loadStageConfig } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
@@ -8,12 +9,17 @@ import { withLogContext } from '../../shared/logger';
 import { recordRelease, recordReleaseInputSchema, type RecordReleaseDeps } from '../../shared/release/live';
 import { parseTaskInput } from '../../shared/task-input';
 
+const stage = requireEnv('STAGE');
+
 const defaultDeps: RecordReleaseDeps = {
   db: dynamodb,
+  sfn,
+  decommissionStateMachineArn: requireEnv('DECOMMISSION_STATE_MACHINE_ARN'),
+  stage,
   tableName: requireEnv('AUDIT_TABLE'),
   audit: auditFromEnv(),
   ssm,
-  decommissionAfterSeconds: loadStageConfig(requireEnv('STAGE')).release.decommissionAfterSeconds,
+  decommissionAfterSeconds: loadStageConfig(stage).release.decommissionAfterSeconds,
   now: () => new Date(),
 };
 

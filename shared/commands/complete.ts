@@ -227,10 +227,12 @@ const recordResources = async (task: CommandTask, result: Record<string, unknown
     await record('TARGET_GROUP', provision.targetGroupArn, { albDns: provision.albDns });
     await record('TERRAFORM_STATE', `${task.runId}/release`, { versionId: provision.terraformStateVersion });
   } else if (task.step === 'provision' && task.mode === 'destroy') {
+    // The same destroy serves compensation (this run's execution) and decommission (its own machine).
+    const decommission = task.executionArn.includes(`:execution:ami-pipeline-${deps.stage}-decommission:`);
     await deps.audit.recordEvent({
       runId: task.runId,
-      type: 'UNDONE',
-      stage: 'Compensate',
+      type: decommission ? 'DECOMMISSIONED' : 'UNDONE',
+      stage: decommission ? 'Decommission' : 'Compensate',
       at,
       id: `DESTROY_STACK#${task.runId}/release`,
       detail: { action: 'DESTROY_STACK', resource: `${task.runId}/release` },

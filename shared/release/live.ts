@@ -1,11 +1,12 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ExecutionAlreadyExists, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { auditKeys, type AuditRepository } from '../audit';
 import { provisionResultSchema } from '../commands/contract';
 import { AuditConflictError } from '../errors';
-import { loadRunConfig } from '../run-config';
+import { loadRunConfig, runConfigParameterName } from '../run-config';
 import { runRefSchema } from '../run-ref';
 import { trafficPlanSchema } from './traffic';
 
@@ -29,6 +30,9 @@ export type RecordReleaseInput = z.infer<typeof recordReleaseInputSchema>;
 
 export interface RecordReleaseDeps {
   db: DynamoDBDocumentClient;
+  sfn: SFNClient;
+  decommissionStateMachineArn: string;
+  stage: string;
   tableName: string;
   audit: AuditRepository;
   ssm: SSMClient;
@@ -79,6 +83,13 @@ export const recordRelease = async (
       ? String(current.runId)
       : null;
   const previous = retried ? (current?.previousRelease as Record<string, unknown> | undefined) : current;
+  // Checked before anything is written: the pointer must not move unless the old release can be
+  // scheduled for decommission.
+  if (previousRunId && (typeof previous?.amiId !== 'string' || typeof previous.executionArn !== 'string')) {
+    throw new AuditConflictError(
+      `the live item of ${run.appId} lacks the previous release's AMI or execution`,
+    );
+  }
   if (!retried) {
     try {
       await deps.db.send(
@@ -104,7 +115,12 @@ export const recordRelease = async (
             since: now.toISOString(),
             previousRunId,
             previousRelease: current
-              ? { asgName: current.asgName, amiId: current.amiId, version: current.version }
+              ? {
+                  asgName: current.asgName,
+                  amiId: current.amiId,
+                  version: current.version,
+                  executionArn: current.executionArn,
+                }
               : null,
           },
           // The lock serialises runs of an app+environment; this makes a lost update impossible anyway.
@@ -134,6 +150,7 @@ export const recordRelease = async (
   let decommissionAt: string | null = null;
   if (previousRunId) {
     decommissionAt = new Date(now.getTime() + deps.decommissionAfterSeconds * 1000).toISOString();
+    await scheduleDecommission(previousRunId, previous, run, decommissionAt, deps);
     await deps.audit.recordEvent({
       runId: previousRunId,
       type: 'DECOMMISSION_SCHEDULED',
@@ -162,4 +179,36 @@ export const recordRelease = async (
     detail: { seconds: stageTimings },
   });
   return { previousRunId, decommissionAt, stageTimings };
+};
+
+/**
+ * Starts the replaced release's decommission (its own state machine: wait, destroy the stack,
+ * retire the AMI). The execution name is the old run's, so a retried RecordRelease starts it once.
+ */
+const scheduleDecommission = async (
+  previousRunId: string,
+  previous: Record<string, unknown> | undefined,
+  run: RecordReleaseInput['run'],
+  decommissionAt: string,
+  deps: RecordReleaseDeps,
+): Promise<void> => {
+  const amiId = String(previous?.amiId);
+  const executionArn = String(previous?.executionArn);
+  try {
+    await deps.sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: deps.decommissionStateMachineArn,
+        name: `decommission-${previousRunId}`,
+        input: JSON.stringify({
+          run: { runId: previousRunId, appId: run.appId, environment: run.environment, executionArn },
+          runConfigParameter: runConfigParameterName(deps.stage, run.appId, previousRunId),
+          amiId,
+          replacedBy: run.runId,
+          decommissionAt,
+        }),
+      }),
+    );
+  } catch (err) {
+    if (!(err instanceof ExecutionAlreadyExists)) throw err;
+  }
 };

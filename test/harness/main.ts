@@ -278,6 +278,20 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
   console.log('');
   for (const execution of executions) await printRun(pipeline, execution);
   await printRejections(pipeline, scenario);
+  for (const decommission of pipeline.decommissions.list()) {
+    const runId = decommission.name.replace('decommission-', '');
+    const retired = (await pipeline.runItems(runId)).filter((i) => i.type === 'DECOMMISSIONED');
+    const status =
+      decommission.status === 'SUCCEEDED' ? green(decommission.status) : red(decommission.status);
+    console.log(
+      `${bold('Decommission')} of run ${runId} (replaced; its retention overridden to 0 here)  ${status}` +
+        (decommission.error ? `  ${red(decommission.error)}` : ''),
+    );
+    for (const item of retired) {
+      const detail = (item.detail ?? {}) as Record<string, unknown>;
+      console.log(`  EVENT     DECOMMISSIONED      ${String(detail.action)} ${String(detail.resource)}`);
+    }
+  }
   const ok = expectation(executions);
   console.log(
     ok

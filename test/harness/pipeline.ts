@@ -132,6 +132,8 @@ export class LocalPipeline {
   readonly logs: LogsSim;
   readonly lambda = new LambdaRuntime();
   readonly sfn: StepFunctionsSim;
+  /** The decommission state machine (started by RecordRelease for each replaced release). */
+  readonly decommissions: StepFunctionsSim;
   readonly commands: CommandsSim;
   readonly db: DynamoDBDocumentClient;
   readonly s3: S3Client;
@@ -156,6 +158,15 @@ export class LocalPipeline {
       retryIntervalMs: options.retryIntervalMs ?? 0,
       ...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
       ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    });
+    this.decommissions = new StepFunctionsSim({
+      stateMachineArn: template.resource('DecommissionStateMachine').ref,
+      definition: template.stateMachineDefinition('statemachines/decommission.asl.yml') as never,
+      lambda: this.lambda,
+      dynamodb: rawDb,
+      sns: this.sns,
+      retryIntervalMs: options.retryIntervalMs ?? 0,
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
     this.elb = new ElbSim(template.stage.region, LOCAL_ACCOUNT_ID);
@@ -278,9 +289,14 @@ export class LocalPipeline {
       await this.sns.idle();
       await this.commands.idle();
       await this.sfn.idle();
+      await this.decommissions.idle();
       // Work can start while waiting on another part (a cancel's event, a redelivery): stop only
       // when all of it is quiet at once.
-      if (!this.sns.busy() && !this.commands.busy() && this.sfn.list().every((e) => e.status !== 'RUNNING'))
+      if (
+        !this.sns.busy() &&
+        !this.commands.busy() &&
+        [...this.sfn.list(), ...this.decommissions.list()].every((e) => e.status !== 'RUNNING')
+      )
         break;
     }
     return this.sfn.list();
@@ -438,7 +454,10 @@ export class LocalPipeline {
         );
       if (existing) {
         const have = (existing.Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName ?? '').sort();
-        if (JSON.stringify(have) === JSON.stringify(indexes)) continue;
+        // Coordination items (locks, task tokens) belong to executions of an earlier process, which
+        // are gone with it: start that table empty, or a killed `npm start` leaves its lock behind.
+        const ephemeral = logicalId === 'CoordinationTable';
+        if (!ephemeral && JSON.stringify(have) === JSON.stringify(indexes)) continue;
         await this.rawDb.send(new DeleteTableCommand({ TableName: tableName }));
       }
       await this.rawDb.send(
@@ -476,8 +495,15 @@ export class LocalPipeline {
   private routeClients(): void {
     const sfn = mockClient(SFNClient);
     sfn.onAnyCommand().rejects(new Error('Step Functions call not simulated by the harness'));
-    sfn.on(StartExecutionCommand).callsFake(async (input) => this.sfn.startExecution(input));
-    sfn.on(DescribeExecutionCommand).callsFake(async (input) => this.sfn.describeExecution(input));
+    const machines = [this.sfn, this.decommissions];
+    const machineOf = (arn: string | undefined) =>
+      machines.find((m) => arn?.startsWith(m.executionArnPrefix) || arn === m.stateMachineArn) ?? this.sfn;
+    sfn
+      .on(StartExecutionCommand)
+      .callsFake(async (input) => machineOf(input.stateMachineArn).startExecution(input));
+    sfn
+      .on(DescribeExecutionCommand)
+      .callsFake(async (input) => machineOf(input.executionArn).describeExecution(input));
 
     const sqs = mockClient(SQSClient);
     sqs.onAnyCommand().rejects(new Error('SQS call not simulated by the harness'));
@@ -489,9 +515,13 @@ export class LocalPipeline {
     ssm.on(GetParameterCommand).callsFake(async (input) => this.ssm.getParameter(input));
     ssm.on(AddTagsToResourceCommand).callsFake(async (input) => this.ssm.addTagsToResource(input));
 
-    sfn.on(SendTaskSuccessCommand).callsFake(async (input) => this.sfn.sendTaskSuccess(input));
-    sfn.on(SendTaskFailureCommand).callsFake(async (input) => this.sfn.sendTaskFailure(input));
-    sfn.on(SendTaskHeartbeatCommand).callsFake(async (input) => this.sfn.sendTaskHeartbeat(input));
+    // A token belongs to one machine; ask the one that issued it.
+    const holder = (token: string | undefined) => machines.find((m) => m.holds(token)) ?? this.sfn;
+    sfn.on(SendTaskSuccessCommand).callsFake(async (input) => holder(input.taskToken).sendTaskSuccess(input));
+    sfn.on(SendTaskFailureCommand).callsFake(async (input) => holder(input.taskToken).sendTaskFailure(input));
+    sfn
+      .on(SendTaskHeartbeatCommand)
+      .callsFake(async (input) => holder(input.taskToken).sendTaskHeartbeat(input));
 
     ssm.on(SendCommandCommand).callsFake(async (input) => this.commands.sendCommand(input));
     ssm.on(CancelCommandCommand).callsFake(async (input) => this.commands.cancelCommand(input));

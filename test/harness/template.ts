@@ -125,6 +125,10 @@ export class LocalTemplate {
         ref: arn('states', `stateMachine:ami-pipeline-${s}`),
         arn: arn('states', `stateMachine:ami-pipeline-${s}`),
       },
+      DecommissionStateMachine: {
+        ref: arn('states', `stateMachine:ami-pipeline-${s}-decommission`),
+        arn: arn('states', `stateMachine:ami-pipeline-${s}-decommission`),
+      },
     });
     for (const fn of this.functionKeys()) {
       const fnArn = arn('lambda', `function:ami-pipeline-${s}-${fn}`);
@@ -150,8 +154,8 @@ export class LocalTemplate {
   }
 
   /** The state machine definition exactly as serverless-step-functions would deploy it. */
-  stateMachineDefinition(): Record<string, Json> {
-    return asObject(this.resolve(readYaml('statemachines/ami-pipeline.asl.yml')), 'state machine definition');
+  stateMachineDefinition(file = 'statemachines/ami-pipeline.asl.yml'): Record<string, Json> {
+    return asObject(this.resolve(readYaml(file)), `state machine definition ${file}`);
   }
 
   functionKeys(): string[] {

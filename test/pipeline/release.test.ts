@@ -94,6 +94,39 @@ describe('release: smoke test, blue-green switch, live release', () => {
     expect(pipeline.path(second.execution.executionArn).length).toBeLessThanOrEqual(40);
   });
 
+  it('decommissions the replaced release after its retention: stack destroyed, AMI retired, history kept', async () => {
+    const [first, second] = (await pipeline.runsOf('bg-app')).sort((a, b) =>
+      String(a.startedAt).localeCompare(String(b.startedAt)),
+    );
+    const firstRunId = String(first?.runId);
+    const decommission = pipeline.decommissions.list().find((e) => e.name === `decommission-${firstRunId}`);
+
+    expect(decommission?.status).toBe('SUCCEEDED');
+    expect(pipeline.commands.stacks.has(firstRunId)).toBe(false);
+    expect(pipeline.leftovers(firstRunId)).toEqual({
+      images: [],
+      snapshots: [],
+      grants: [],
+      stacks: [],
+      runningCommands: [],
+    });
+    const retired = (await pipeline.runItems(firstRunId)).filter((i) => i.type === 'DECOMMISSIONED');
+    expect(retired.map((i) => (i.detail as { action: string }).action).sort()).toEqual([
+      'DELETE_SNAPSHOT',
+      'DEREGISTER_IMAGE',
+      'DESTROY_STACK',
+      'RETIRE_RELEASE',
+      'REVOKE_GRANT',
+    ]);
+    // Never deleted from the audit table: the old run and its inventory are all still there.
+    expect(first).toMatchObject({ status: 'SUCCEEDED' });
+    expect(
+      (await pipeline.runItems(firstRunId)).filter((i) => i.entity === 'RESOURCE').length,
+    ).toBeGreaterThan(5);
+    expect(await pipeline.liveRelease('bg-app')).toMatchObject({ runId: second?.runId });
+    expect(pipeline.commands.stacks.has(String(second?.runId))).toBe(true);
+  });
+
   it('keeps blue at 100 % and removes green when the smoke test fails', async () => {
     await release('smoke-app', '1.0.0');
     const blue = pipeline.elb.weights('smoke-app');

@@ -70,6 +70,7 @@ const FUNCTIONS = [
   'traffic',
   'logExport',
   'recordRelease',
+  'decommission',
   'compensate',
 ];
 /** `commandCompleted` → `CommandCompleted`, the prefix of the framework's logical ids for a function. */
@@ -172,6 +173,35 @@ const grant = (actions: string[], resources: string[], condition?: JsonObject): 
         `${action} ${resource}${condition === undefined ? '' : ` if ${JSON.stringify(condition)}`}`,
     ),
   );
+
+/** Whether the state's last catcher takes every error. */
+const catchesAll = (state: JsonObject): boolean =>
+  JSON.stringify(at(asList(state.Catch).at(-1), 'ErrorEquals')) === JSON.stringify(['States.ALL']);
+
+/** The Retry errors of a state, every retrier's, in order. */
+const retriedErrors = (state: JsonObject): string[] =>
+  asList(state.Retry).flatMap((retrier) => asList(at(retrier, 'ErrorEquals')).map(String));
+
+/**
+ * Whether an IAM Resource could cover the ARN: the same `Ref`, `*`, or an ARN pattern whose
+ * `${AWS::…}` pseudo parameters and `*` wildcards match it.
+ */
+const resourceCovers = (resource: Json, logicalId: string, arn: string): boolean => {
+  const rendered = renderArn(resource);
+  if (rendered === `\${${logicalId}}` || rendered === '*') return true;
+  const pattern = rendered
+    .replace(/\$\{AWS::[A-Za-z]+\}/g, '*')
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${pattern}$`).test(arn);
+};
+
+/** What a definition value stands for: the `Fn::Sub` variable of a `${…}` placeholder, or itself. */
+const substituted = (value: Json | undefined, variables: JsonObject): Json | undefined => {
+  const placeholder = typeof value === 'string' ? /^\$\{([^}]+)\}$/.exec(value)?.[1] : undefined;
+  return placeholder === undefined ? value : variables[placeholder];
+};
 
 /** Rules whose targets include the function. */
 const rulesTargeting = (rules: [string, CfnResource][], functionId: string): [string, CfnResource][] =>
@@ -427,7 +457,7 @@ describe('the packaged CloudFormation template', () => {
         const logGroups = stack.resourcesOfType('AWS::Logs::LogGroup');
         const functionLogGroups = FUNCTIONS.map((fn) => `${capitalized(fn)}LogGroup`);
 
-        // One per function, the state machine's, the SSM commands' and Firehose's delivery errors:
+        // One per function, the state machines' (both log to one), the SSM commands' and Firehose's delivery errors:
         // nothing unencrypted hides in between.
         expect(ids(logGroups).sort()).toEqual(
           [...functionLogGroups, 'StateMachineLogGroup', 'CommandLogGroup', 'LogsDeliveryLogGroup'].sort(),
@@ -495,10 +525,6 @@ describe('the packaged CloudFormation template', () => {
         if (!isObject(state)) throw new Error(`the ${stage} definition has no state ${name}`);
         return state;
       };
-
-      /** Whether the state's last catcher takes every error. */
-      const catchesAll = (state: JsonObject): boolean =>
-        JSON.stringify(at(asList(state.Catch).at(-1), 'ErrorEquals')) === JSON.stringify(['States.ALL']);
 
       it('has a definition that parses and in which every Task, nested ones too, is caught by a States.ALL catcher last', () => {
         const { definition } = definitionOf();
@@ -765,6 +791,188 @@ describe('the packaged CloudFormation template', () => {
       });
     });
 
+    describe('decommission state machine', () => {
+      const decommissionMachine = () =>
+        stack.properties('DecommissionStateMachine', 'AWS::StepFunctions::StateMachine');
+      const definitionOf = () => parseDefinition(decommissionMachine());
+      const stateNamed = (definition: JsonObject, name: string): JsonObject => {
+        const state = at(definition, 'States', name);
+        if (!isObject(state)) throw new Error(`the ${stage} decommission definition has no state ${name}`);
+        return state;
+      };
+      /** The decommission machine's ARN with stand-ins for the region and account. */
+      const decommissionArn = () =>
+        `arn:aws:states:eu-west-1:123456789012:stateMachine:ami-pipeline-${stage}-decommission`;
+
+      it("is named ami-pipeline-<stage>-decommission, logs at the stage's level to the encrypted log group, is traced and has a role of its own", () => {
+        const props = decommissionMachine();
+
+        expect(props.StateMachineName).toBe(`ami-pipeline-${stage}-decommission`);
+        expect(props.StateMachineType).toBe('STANDARD');
+        expect(props.LoggingConfiguration).toEqual({
+          Level: stack.config.stateMachine.logLevel,
+          IncludeExecutionData: false,
+          Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: getAttArn('StateMachineLogGroup') } }],
+        });
+        expect(props.TracingConfiguration).toEqual({ Enabled: true });
+        expect(props.RoleArn).toEqual(getAttArn('DecommissionStateMachineRole'));
+        expect(stack.template.Outputs?.DecommissionStateMachineArn).toEqual(
+          expect.objectContaining({ Value: { Ref: 'DecommissionStateMachine' } }),
+        );
+      });
+
+      it('waits for the retention once, in WaitForRetention until $.decommissionAt, and nowhere else', () => {
+        const { definition } = definitionOf();
+        const waits = statesWithin(definition)
+          .filter(({ state }) => state.Type === 'Wait')
+          .map(({ name, enclosing }) => [...enclosing.map(([outer]) => outer), name].join('/'));
+
+        expect(definition.StartAt).toBe('WaitForRetention');
+        expect(waits).toEqual(['WaitForRetention']);
+        // Only the timestamp the starter computed: no fixed Seconds that would ignore the stage's retention.
+        const wait = stateNamed(definition, 'WaitForRetention');
+        expect({
+          Type: wait.Type,
+          TimestampPath: wait.TimestampPath,
+          Seconds: wait.Seconds,
+          SecondsPath: wait.SecondsPath,
+          Timestamp: wait.Timestamp,
+          Next: wait.Next,
+        }).toEqual({
+          Type: 'Wait',
+          TimestampPath: '$.decommissionAt',
+          Seconds: undefined,
+          SecondsPath: undefined,
+          Timestamp: undefined,
+          Next: 'DestroyStack',
+        });
+      });
+
+      it('destroys the stack in DestroyStack through provision, on a task token with the provision timeouts, retrying only Lambda service errors', () => {
+        const { definition, variables } = definitionOf();
+        const state = stateNamed(definition, 'DestroyStack');
+        const { commands } = stack.config;
+        const callbacks = allStates(definition).filter(([, task]) =>
+          String(task.Resource).endsWith('.waitForTaskToken'),
+        );
+
+        expect(ids(callbacks)).toEqual(['DestroyStack']);
+        expect({
+          Resource: state.Resource,
+          function: functionOf(state, variables),
+          taskToken: at(state, 'Parameters', 'Payload', 'taskToken.$'),
+          mode: at(state, 'Parameters', 'Payload', 'mode'),
+          payloadTimeoutSeconds: at(state, 'Parameters', 'Payload', 'timeoutSeconds'),
+          TimeoutSeconds: state.TimeoutSeconds,
+          HeartbeatSeconds: state.HeartbeatSeconds,
+          Next: state.Next,
+        }).toEqual({
+          Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+          function: 'ProvisionLambdaFunction',
+          taskToken: '$$.Task.Token',
+          mode: 'destroy',
+          payloadTimeoutSeconds: commands.provision.timeoutSeconds,
+          TimeoutSeconds: commands.provision.timeoutSeconds,
+          HeartbeatSeconds: commands.heartbeatSeconds,
+          Next: 'RetireRelease',
+        });
+        // A worker error may come after SendCommand: retrying it would destroy twice.
+        expect([...retriedErrors(state)].sort()).toEqual([...LAMBDA_SERVICE_ERRORS].sort());
+      });
+
+      it('catches every Task with States.ALL last, alerting on the outcome topic before it fails', () => {
+        const { definition } = definitionOf();
+        const tasks = statesWithin(definition).filter(({ state }) => state.Type === 'Task');
+        const alert = stateNamed(definition, 'AlertDecommissionFailed');
+
+        expect(tasks.map(({ name }) => name).sort()).toEqual(
+          ['AlertDecommissionFailed', 'DestroyStack', 'RetireRelease'].sort(),
+        );
+        expect(tasks.filter(({ state }) => !catchesAll(state)).map(({ name }) => name)).toEqual([]);
+        expect(
+          ['DestroyStack', 'RetireRelease'].map((name) =>
+            at(asList(stateNamed(definition, name).Catch).at(-1), 'Next'),
+          ),
+        ).toEqual(['AlertDecommissionFailed', 'AlertDecommissionFailed']);
+        expect({
+          Resource: alert.Resource,
+          TopicArn: renderArn(substituted(at(alert, 'Parameters', 'TopicArn'), definitionOf().variables)),
+          Next: alert.Next,
+          catchNext: at(asList(alert.Catch).at(-1), 'Next'),
+        }).toEqual({
+          Resource: 'arn:aws:states:::sns:publish',
+          TopicArn: '${OutcomeTopic}',
+          Next: 'DecommissionFailed',
+          catchNext: 'DecommissionFailed',
+        });
+        expect(stateNamed(definition, 'DecommissionFailed').Type).toBe('Fail');
+      });
+
+      it('has no loop and succeeds straight through wait, destroy and retire', () => {
+        const { definition, variables } = definitionOf();
+
+        expect(findCycle(definition)).toBeUndefined();
+        expect(nestedDefinitions(definition)).toEqual([]);
+        expect(successPath(definition, 0)).toEqual([
+          'WaitForRetention',
+          'DestroyStack',
+          'RetireRelease',
+          'Decommissioned',
+        ]);
+        expect(functionOf(stateNamed(definition, 'RetireRelease'), variables)).toBe(
+          'DecommissionLambdaFunction',
+        );
+        expect(stateNamed(definition, 'Decommissioned').Type).toBe('Succeed');
+      });
+
+      it('may invoke exactly provision and decommission, publish only to the outcome topic, and use the stage key for it', () => {
+        const { definition, variables } = definitionOf();
+        const statements = roleStatements('DecommissionStateMachineRole');
+        const called = allStates(definition).flatMap(([, state]) => {
+          const fn = state.Type === 'Task' ? functionOf(state, variables) : undefined;
+          return fn === undefined ? [] : [fn];
+        });
+        const invocable = getAttTargets(resourcesGranted(statements, 'lambda:InvokeFunction'));
+
+        expect([...new Set(invocable)].sort()).toEqual([
+          'DecommissionLambdaFunction',
+          'ProvisionLambdaFunction',
+        ]);
+        expect([...new Set(called)].sort()).toEqual([
+          'DecommissionLambdaFunction',
+          'ProvisionLambdaFunction',
+        ]);
+        // Besides invoking and the framework's log-delivery and X-Ray statements: the encrypted topic.
+        expect(grantLines(statements, ['lambda', ...FRAMEWORK_SERVICES])).toEqual(
+          [
+            ...grant(['sns:Publish'], ['${OutcomeTopic}']),
+            ...grant(['kms:GenerateDataKey', 'kms:Decrypt'], ['${PipelineKey.Arn}']),
+          ].sort(),
+        );
+      });
+
+      it('may be started by record-release only, not by the main state machine or any other role', () => {
+        const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
+        const starters = policies
+          .filter(([, policy]) =>
+            policyStatements(policy).some(
+              (statement) =>
+                statement.Effect === 'Allow' &&
+                asList(statement.Action).some((action) =>
+                  actionMatches(String(action), 'states:StartExecution'),
+                ) &&
+                asList(statement.Resource).some((resource) =>
+                  resourceCovers(resource, 'DecommissionStateMachine', decommissionArn()),
+                ),
+            ),
+          )
+          .map(([id]) => id);
+
+        expect(starters).toEqual([roleOf('recordRelease')]);
+        expect(allows(roleStatements('AmiPipelineStateMachineRole'), 'states:StartExecution')).toBe(false);
+      });
+    });
+
     it('points every Ref, Fn::GetAtt, Fn::Sub variable and DependsOn at something the template declares', () => {
       expect(danglingReferences(stack.template)).toEqual([]);
     });
@@ -774,7 +982,11 @@ describe('the packaged CloudFormation template', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
 
         expect(ids(policies)).toEqual(
-          expect.arrayContaining([...ROLE_LOGICAL_IDS, 'AmiPipelineStateMachineRole']),
+          expect.arrayContaining([
+            ...ROLE_LOGICAL_IDS,
+            'AmiPipelineStateMachineRole',
+            'DecommissionStateMachineRole',
+          ]),
         );
         expect(
           policies.flatMap(([id, policy]) =>
@@ -783,7 +995,7 @@ describe('the packaged CloudFormation template', () => {
         ).toEqual([]);
       });
 
-      it('lets only the token workers send commands, only the completers answer tokens, only distribute and compensate remove AMIs, and only traffic and compensate change listeners', () => {
+      it('lets only the token workers send commands, only the completers answer tokens, only distribute, compensate and decommission remove AMIs, and only traffic and compensate change listeners', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
         const holders = (action: string) =>
           ids(policies.filter(([, policy]) => allows(policyStatements(policy), action))).sort();
@@ -805,8 +1017,8 @@ describe('the packaged CloudFormation template', () => {
           'ssm:SendCommand': ['bake', 'provision', 'validate'].map(roleOf).sort(),
           'states:SendTaskSuccess': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
           'states:SendTaskFailure': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
-          'ec2:DeregisterImage': ['compensate', 'distribute'].map(roleOf).sort(),
-          'ec2:DeleteSnapshot': ['compensate', 'distribute'].map(roleOf).sort(),
+          'ec2:DeregisterImage': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
+          'ec2:DeleteSnapshot': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
           'elasticloadbalancing:ModifyListener': ['compensate', 'traffic'].map(roleOf).sort(),
           'logs:PutSubscriptionFilter': [roleOf('logExport')],
           'logs:DeleteSubscriptionFilter': [roleOf('compensate')],
@@ -970,6 +1182,7 @@ describe('the packaged CloudFormation template', () => {
       const auditTable = `\${AuditTable.Arn}`;
       const stageKey = `\${PipelineKey.Arn}`;
       const stateMachineArn = `\${AmiPipelineStateMachine}`;
+      const decommissionMachineArn = `\${DecommissionStateMachine}`;
       const regional = (service: string, resource: string) =>
         `arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${resource}`;
       const images = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::image/*`;
@@ -1019,7 +1232,11 @@ describe('the packaged CloudFormation template', () => {
         expect(permissions('commandCompleted')).toEqual(
           [
             ...grant(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [coordinationTable]),
-            ...grant(['states:SendTaskSuccess', 'states:SendTaskFailure'], [stateMachineArn]),
+            // Tokens of both machines: the pipeline's stages and the decommission's DestroyStack.
+            ...grant(
+              ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+              [stateMachineArn, decommissionMachineArn],
+            ),
             ...grant(['s3:GetObject'], [`\${ArtifactsBucket.Arn}/${stage}/*`]),
             ...grant(['kms:Decrypt'], [stageKey]),
             ...grant(['ssm:ListCommands', 'ssm:ListCommandInvocations'], ['*']),
@@ -1034,9 +1251,15 @@ describe('the packaged CloudFormation template', () => {
             ...grant(['dynamodb:Query'], [`${coordinationTable}/index/${PENDING_INDEX}`]),
             ...grant(
               ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
-              [stateMachineArn],
+              [stateMachineArn, decommissionMachineArn],
             ),
-            ...grant(['states:DescribeExecution'], [regional('states', `execution:ami-pipeline-${stage}:*`)]),
+            ...grant(
+              ['states:DescribeExecution'],
+              [
+                regional('states', `execution:ami-pipeline-${stage}:*`),
+                regional('states', `execution:ami-pipeline-${stage}-decommission:*`),
+              ],
+            ),
             ...grant(['s3:GetObject'], [`\${ArtifactsBucket.Arn}/${stage}/*`]),
             ...grant(['kms:Decrypt'], [stageKey]),
             ...grant(['ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:CancelCommand'], ['*']),
@@ -1131,9 +1354,32 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
-      it("lets record-release only read and decrypt this stage's run configs besides the audit table", () => {
+      it("lets record-release read and decrypt this stage's run configs and start the decommission machine, besides the audit table", () => {
         expect(permissions('recordRelease')).toEqual(
-          [...grant(['ssm:GetParameter'], [runConfigs()]), ...grant(['kms:Decrypt'], [stageKey])].sort(),
+          [
+            ...grant(['ssm:GetParameter'], [runConfigs()]),
+            ...grant(['kms:Decrypt'], [stageKey]),
+            // It schedules the replaced release's decommission, on that machine only.
+            ...grant(['states:StartExecution'], [`\${DecommissionStateMachine}`]),
+          ].sort(),
+        );
+        expect(
+          at(
+            stack.properties('RecordReleaseLambdaFunction', 'AWS::Lambda::Function'),
+            'Environment',
+            'Variables',
+            'DECOMMISSION_STATE_MACHINE_ARN',
+          ),
+        ).toEqual({ Ref: 'DecommissionStateMachine' });
+      });
+
+      it('lets decommission revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
+        expect(permissions('decommission')).toEqual(
+          [
+            ...grant(['kms:RevokeGrant'], [stageKey]),
+            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
+            ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
+          ].sort(),
         );
       });
 
@@ -1145,6 +1391,7 @@ describe('the packaged CloudFormation template', () => {
           traffic: auditPermissions('traffic'),
           logExport: auditPermissions('logExport'),
           recordRelease: auditPermissions('recordRelease'),
+          decommission: auditPermissions('decommission'),
           commandCompleted: auditPermissions('commandCompleted'),
           reconciler: auditPermissions('reconciler'),
           compensate: auditPermissions('compensate'),
@@ -1156,6 +1403,11 @@ describe('the packaged CloudFormation template', () => {
           logExport: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
           // The live item is read before it is replaced; the run's events (a Query) give the stage timings.
           recordRelease: grant(
+            ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+            [auditTable],
+          ).sort(),
+          // Retiring a release is recorded; the live releases are read (a Query) to keep an AMI still in use.
+          decommission: grant(
             ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
             [auditTable],
           ).sort(),
@@ -1869,6 +2121,30 @@ describe('the template checks themselves', () => {
     expect(findCycle(looping)).toEqual(['Start', 'Check', 'Start']);
     expect(findCycle(straight)).toBeUndefined();
     expect([...reachableFrom(looping, 'Check')].sort()).toEqual(['Check', 'Done', 'Failed', 'Start']);
+  });
+
+  it('tell which IAM resources could cover a state machine ARN', () => {
+    const arn = 'arn:aws:states:eu-west-1:123456789012:stateMachine:ami-pipeline-dev-decommission';
+
+    expect(
+      [
+        { Ref: 'DecommissionStateMachine' },
+        '*',
+        {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:ami-pipeline-dev*',
+        },
+        { Ref: 'AmiPipelineStateMachine' },
+        {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:ami-pipeline-dev',
+        },
+        {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:ami-pipeline-dev:*',
+        },
+      ].map((resource) => resourceCovers(resource, 'DecommissionStateMachine', arn)),
+    ).toEqual([true, true, true, false, false, false]);
   });
 
   it('read EventBridge rate expressions in seconds and refuse anything else', () => {

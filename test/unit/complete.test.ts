@@ -319,6 +319,42 @@ describe('command completion', () => {
         }),
       );
     });
+    it.each([
+      {
+        caller: 'a failed run compensating',
+        executionArn: EXECUTION_ARN,
+        type: 'UNDONE',
+        stage: 'Compensate',
+      },
+      {
+        caller: 'the decommission of a replaced release',
+        executionArn: `arn:aws:states:eu-west-1:123456789012:execution:ami-pipeline-dev-decommission:decommission-${RUN_ID}`,
+        type: 'DECOMMISSIONED',
+        stage: 'Decommission',
+      },
+    ])('labels the destroy of $caller as $type in stage $stage', async ({ executionArn, type, stage }) => {
+      givenWaiting(task({ step: 'provision', mode: 'destroy', executionArn }));
+      givenResult('provision', '{"destroyed":true}');
+
+      const outcome = await completeCommand(COMMAND_ID, 'Success', deps);
+
+      expect(outcome).toBe('SUCCEEDED');
+      const destroyEvents = auditItems().filter((item) => item.id === `DESTROY_STACK#${RUN_ID}/release`);
+      expect(destroyEvents).toEqual([
+        {
+          pk: `RUN#${RUN_ID}`,
+          sk: `EVENT#${NOW}#${type}#DESTROY_STACK#${RUN_ID}/release`,
+          entity: 'EVENT',
+          runId: RUN_ID,
+          type,
+          stage,
+          at: NOW,
+          id: `DESTROY_STACK#${RUN_ID}/release`,
+          detail: { action: 'DESTROY_STACK', resource: `${RUN_ID}/release` },
+        },
+      ]);
+      expect(auditResources()).toEqual([]);
+    });
   });
 
   describe('when the command succeeded without a usable result', () => {

@@ -4,6 +4,12 @@ import {
   DynamoDBClient,
   ProvisionedThroughputExceededException,
 } from '@aws-sdk/client-dynamodb';
+import {
+  ExecutionAlreadyExists,
+  SFNClient,
+  SFNServiceException,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import {
   DynamoDBDocumentClient,
@@ -36,6 +42,7 @@ import {
 
 const ssmMock = mockClient(SSMClient);
 const dbMock = mockClient(DynamoDBDocumentClient);
+const sfnMock = mockClient(SFNClient);
 
 const NOW = '2025-03-04T11:12:00.000Z';
 const STARTED_AT = '2025-03-04T10:00:02.000Z';
@@ -48,9 +55,15 @@ const GREEN_TG = `${ELB_ARN}:targetgroup/sample-app-green/0123456789abcdef`;
 const BLUE_TG = `${ELB_ARN}:targetgroup/sample-app-blue/73e2d6bc24d8a067`;
 const PREVIOUS_RUN_ID = 'b'.repeat(20);
 const LIVE_KEY = { pk: 'LIVE#dev', sk: 'APP#sample-app' };
+const DECOMMISSION_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:ami-pipeline-dev-decommission';
+const PREVIOUS_EXECUTION_ARN = `${EXECUTION_ARN_PREFIX}:sample-app-dev-${PREVIOUS_RUN_ID}`;
+const PREVIOUS_AMI_ID = 'ami-0b0b0b0b0b0b0b0b0';
 
 const deps: RecordReleaseDeps = {
   db: DynamoDBDocumentClient.from(new DynamoDBClient({})),
+  sfn: new SFNClient({}),
+  decommissionStateMachineArn: DECOMMISSION_ARN,
+  stage: 'dev',
   tableName: AUDIT,
   audit: new AuditRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), AUDIT),
   ssm: new SSMClient({}),
@@ -90,8 +103,8 @@ const PREVIOUS_LIVE = {
   runId: PREVIOUS_RUN_ID,
   version: '1.4.1',
   buildId: 'sample-app-release#117',
-  executionArn: `${EXECUTION_ARN_PREFIX}:sample-app-dev-${PREVIOUS_RUN_ID}`,
-  amiId: 'ami-0b0b0b0b0b0b0b0b0',
+  executionArn: PREVIOUS_EXECUTION_ARN,
+  amiId: PREVIOUS_AMI_ID,
   asgName: `sample-app-dev-${PREVIOUS_RUN_ID}`,
   targetGroupArn: BLUE_TG,
   since: '2025-02-20T09:00:00.000Z',
@@ -173,11 +186,16 @@ beforeEach(() => {
       req.Key?.pk === LIVE_KEY.pk && req.Key.sk === LIVE_KEY.sk ? { Item: liveItem } : {},
     );
   dbMock.on(PutCommand).resolves({});
+  sfnMock.on(StartExecutionCommand).resolves({
+    executionArn: `${DECOMMISSION_ARN.replace(':stateMachine:', ':execution:')}:decommission-${PREVIOUS_RUN_ID}`,
+    startDate: new Date(NOW),
+  });
 });
 
 afterEach(() => {
   ssmMock.reset();
   dbMock.reset();
+  sfnMock.reset();
 });
 
 describe('record release', () => {
@@ -236,6 +254,7 @@ describe('record release', () => {
       const output = await recordRelease(input, deps);
 
       expect(eventsWritten('DECOMMISSION_SCHEDULED')).toEqual([]);
+      expect(sfnMock).not.toHaveReceivedCommand(StartExecutionCommand);
       expect(output.previousRunId).toBeNull();
       expect(output.decommissionAt).toBeNull();
     });
@@ -282,6 +301,99 @@ describe('record release', () => {
       );
     });
 
+    it('keeps a snapshot of the previous release, with its execution, in the new LIVE item', async () => {
+      await recordRelease(input, deps);
+
+      expect(liveWrite()?.Item?.previousRelease).toStrictEqual({
+        asgName: `sample-app-dev-${PREVIOUS_RUN_ID}`,
+        amiId: PREVIOUS_AMI_ID,
+        version: '1.4.1',
+        executionArn: PREVIOUS_EXECUTION_ARN,
+      });
+    });
+
+    it('starts the decommission state machine for the previous run, named after it', async () => {
+      await recordRelease(input, deps);
+
+      expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 1);
+      const started = sfnMock.commandCalls(StartExecutionCommand)[0]?.args[0].input;
+      expect(started).toStrictEqual({
+        stateMachineArn: DECOMMISSION_ARN,
+        name: `decommission-${PREVIOUS_RUN_ID}`,
+        input: expect.any(String),
+      });
+      expect(JSON.parse(started?.input ?? '')).toStrictEqual({
+        run: {
+          runId: PREVIOUS_RUN_ID,
+          appId: 'sample-app',
+          environment: 'dev',
+          executionArn: PREVIOUS_EXECUTION_ARN,
+        },
+        runConfigParameter: `/ami-pipeline/dev/sample-app/${PREVIOUS_RUN_ID}`,
+        amiId: PREVIOUS_AMI_ID,
+        replacedBy: RUN_ID,
+        decommissionAt: '2025-03-04T12:12:00.000Z',
+      });
+    });
+
+    it('starts the decommission before recording DECOMMISSION_SCHEDULED', async () => {
+      await recordRelease(input, deps);
+
+      expect(
+        inCallOrder(
+          sfnMock.commandCalls(StartExecutionCommand)[0],
+          dbMock
+            .commandCalls(PutCommand)
+            .find((call) => call.args[0].input.Item?.type === 'DECOMMISSION_SCHEDULED'),
+        ),
+      ).toBe(true);
+    });
+
+    it('treats an existing decommission execution as a retry and still records the schedule', async () => {
+      sfnMock.on(StartExecutionCommand).rejects(
+        new ExecutionAlreadyExists({
+          message: `Execution Already Exists: 'decommission-${PREVIOUS_RUN_ID}'`,
+          $metadata: {},
+        }),
+      );
+
+      const output = await recordRelease(input, deps);
+
+      expect(output.decommissionAt).toBe('2025-03-04T12:12:00.000Z');
+      expect(eventsWritten('DECOMMISSION_SCHEDULED')).toHaveLength(1);
+    });
+
+    it('propagates any other Step Functions error without recording the schedule', async () => {
+      const throttled = new SFNServiceException({
+        name: 'ThrottlingException',
+        $fault: 'client',
+        $metadata: {},
+        message: 'Rate exceeded',
+      });
+      sfnMock.on(StartExecutionCommand).rejects(throttled);
+
+      await expect(recordRelease(input, deps)).rejects.toBe(throttled);
+      expect(eventsWritten('DECOMMISSION_SCHEDULED')).toEqual([]);
+    });
+
+    it.each<'amiId' | 'executionArn'>(['amiId', 'executionArn'])(
+      'throws AuditConflictError and starts nothing when the live item lacks %s',
+      async (attribute) => {
+        const { [attribute]: _dropped, ...incomplete } = PREVIOUS_LIVE;
+        liveItem = incomplete;
+
+        const err = await failureOf();
+
+        expect(err).toBeInstanceOf(AuditConflictError);
+        expect(err).toHaveProperty(
+          'message',
+          "the live item of sample-app lacks the previous release's AMI or execution",
+        );
+        expect(sfnMock).not.toHaveReceivedCommand(StartExecutionCommand);
+        expect(eventsWritten('DECOMMISSION_SCHEDULED')).toEqual([]);
+      },
+    );
+
     it("schedules the previous release's decommission in the previous run's partition", async () => {
       const output = await recordRelease(input, deps);
 
@@ -300,7 +412,7 @@ describe('record release', () => {
             replacedBy: RUN_ID,
             decommissionAt,
             asgName: `sample-app-dev-${PREVIOUS_RUN_ID}`,
-            amiId: 'ami-0b0b0b0b0b0b0b0b0',
+            amiId: PREVIOUS_AMI_ID,
           },
         },
       ]);
@@ -481,6 +593,45 @@ describe('record release', () => {
     });
   });
 
+  describe('a retried RecordRelease that finds its own run live', () => {
+    beforeEach(() => {
+      liveItem = {
+        ...PREVIOUS_LIVE,
+        runId: RUN_ID,
+        executionArn: EXECUTION_ARN,
+        amiId: AMI_ID,
+        previousRunId: PREVIOUS_RUN_ID,
+        previousRelease: {
+          asgName: `sample-app-dev-${PREVIOUS_RUN_ID}`,
+          amiId: PREVIOUS_AMI_ID,
+          version: '1.4.1',
+          executionArn: PREVIOUS_EXECUTION_ARN,
+        },
+      };
+    });
+
+    it('does not write the LIVE item again', async () => {
+      await recordRelease(input, deps);
+
+      expect(liveWrite()).toBeUndefined();
+    });
+
+    it('starts the same decommission from the snapshot of the release it replaced', async () => {
+      const output = await recordRelease(input, deps);
+
+      expect(output.previousRunId).toBe(PREVIOUS_RUN_ID);
+      expect(sfnMock).toHaveReceivedCommandWith(StartExecutionCommand, {
+        name: `decommission-${PREVIOUS_RUN_ID}`,
+      });
+      const started = JSON.parse(sfnMock.commandCalls(StartExecutionCommand)[0]?.args[0].input.input ?? '');
+      expect(started).toMatchObject({
+        run: { runId: PREVIOUS_RUN_ID, executionArn: PREVIOUS_EXECUTION_ARN },
+        amiId: PREVIOUS_AMI_ID,
+        replacedBy: RUN_ID,
+      });
+    });
+  });
+
   it('keeps a secret in the run config out of every DynamoDB write and the output', async () => {
     liveItem = { ...PREVIOUS_LIVE };
     const config = runConfigFixture();
@@ -492,5 +643,6 @@ describe('record release', () => {
     expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 4);
     expect(JSON.stringify(dbMock.calls().map((call) => call.args[0].input))).not.toContain(SECRET);
     expect(JSON.stringify(output)).not.toContain(SECRET);
+    expect(JSON.stringify(sfnMock.calls().map((call) => call.args[0].input))).not.toContain(SECRET);
   });
 });

@@ -170,7 +170,11 @@ export class CommandsSim {
       requestedAt: new Date(),
     };
     this.commands.set(command.commandId, command);
-    const execution = this.execute(command).finally(() => this.running.delete(execution));
+    // Whatever goes wrong while "running" (e.g. a run config that no longer exists) fails the
+    // command, as a failing script would, instead of escaping the harness.
+    const execution = this.execute(command)
+      .catch((err: unknown) => this.finish(command, 'Failed', `command failed: ${(err as Error).message}`))
+      .finally(() => this.running.delete(execution));
     this.running.add(execution);
     return {
       Command: {

@@ -200,6 +200,19 @@ export class StepFunctionsSim {
     return this.heartbeats.get(executionArn) ?? 0;
   }
 
+  get stateMachineArn(): string {
+    return this.options.stateMachineArn;
+  }
+
+  /** `arn:…:execution:<machine name>:` — every execution ARN of this machine starts with it. */
+  get executionArnPrefix(): string {
+    return `${this.options.stateMachineArn.replace(':stateMachine:', ':execution:')}:`;
+  }
+
+  holds(taskToken: string | undefined): boolean {
+    return this.tokens.has(taskToken ?? '');
+  }
+
   /** Tokens still awaited (a test can check none is left dangling). */
   pendingTokens(): number {
     return this.tokens.size;
