@@ -87,6 +87,9 @@ describe('release: smoke test, blue-green switch, live release', () => {
       'validate',
       'trafficShift',
     ]);
+    const [secondRun] = (await pipeline.runsOf('bg-app')).filter((r) => r.runId === second.runId);
+    expect(secondRun).toMatchObject({ status: 'SUCCEEDED' });
+    expect(JSON.parse(String(secondRun?.stageTimings))).toEqual(timings.seconds);
     expect(second.items).toContainEqual(
       expect.objectContaining({ entity: 'RESOURCE', resourceType: 'LISTENER_CHANGE' }),
     );
