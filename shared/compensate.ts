@@ -114,7 +114,10 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
   for (const step of COMMAND_STEPS) {
     const task = await deps.tasks.get(runId, step);
     if (!task) continue;
-    if (step === 'provision' && task.mode === 'apply') needsStackDestroy = true;
+    // A provision apply that was never sent made nothing to destroy; one sent but not recorded
+    // (no command id after a crash) may have: destroying a stack that does not exist is harmless.
+    if (step === 'provision' && task.mode === 'apply' && task.outcome !== 'NOT_SENT')
+      needsStackDestroy = true;
     if (task.status === 'PENDING' && task.commandId) {
       const commandId = task.commandId;
       await attempt('CANCEL_COMMAND', commandId, async () => {

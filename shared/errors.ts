@@ -106,3 +106,8 @@ export class CanaryCheckFailedError extends PipelineError {
 export class LogExportFailedError extends PipelineError {
   override readonly name = 'LogExportFailedError';
 }
+
+/** The release went live (pointer moved) but recording it afterwards failed: never compensated. */
+export class ReleaseLiveError extends PipelineError {
+  override readonly name = 'ReleaseLiveError';
+}

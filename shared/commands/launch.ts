@@ -102,21 +102,30 @@ export const launchCommand = async (
   await deps.tasks.putPending(task);
 
   const prefix = parameters.resultPrefix;
-  const sent = await deps.ssm.send(
-    new SendCommandCommand({
-      DocumentName: documentName(deps.stage.stage, step),
-      InstanceIds: [instanceId],
-      Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
-      // Identifies the command without the coordination table (e.g. after a crash right here).
-      Comment: `ami-pipeline ${run.runId} ${step} ${req.mode}`,
-      TimeoutSeconds: 600, // delivery: a builder that is not reachable within 10 minutes fails the command
-      MaxConcurrency: '1',
-      MaxErrors: '0',
-      OutputS3BucketName: deps.artifactsBucket,
-      OutputS3KeyPrefix: `${prefix}/ssm-output`,
-      CloudWatchOutputConfig: { CloudWatchLogGroupName: deps.commandLogGroup, CloudWatchOutputEnabled: true },
-    }),
-  );
+  const sent = await deps.ssm
+    .send(
+      new SendCommandCommand({
+        DocumentName: documentName(deps.stage.stage, step),
+        InstanceIds: [instanceId],
+        Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
+        // Identifies the command without the coordination table (e.g. after a crash right here).
+        Comment: `ami-pipeline ${run.runId} ${step} ${req.mode}`,
+        TimeoutSeconds: 600, // delivery: a builder that is not reachable within 10 minutes fails the command
+        MaxConcurrency: '1',
+        MaxErrors: '0',
+        OutputS3BucketName: deps.artifactsBucket,
+        OutputS3KeyPrefix: `${prefix}/ssm-output`,
+        CloudWatchOutputConfig: {
+          CloudWatchLogGroupName: deps.commandLogGroup,
+          CloudWatchOutputEnabled: true,
+        },
+      }),
+    )
+    .catch(async (err: unknown) => {
+      // Nothing was sent: close the task so the reconciler stops waiting for a command that never was.
+      await deps.tasks.complete({ ...task, status: 'PENDING' }, 'NOT_SENT');
+      throw err;
+    });
   const commandId = sent.Command?.CommandId;
   if (!commandId) throw new Error(`SendCommand for ${step} returned no command id`);
   try {

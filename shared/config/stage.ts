@@ -43,7 +43,8 @@ export const stageConfigSchema = z.strictObject({
   builder: z.strictObject({
     targets: z.union([
       z.strictObject({
-        instanceIds: z.array(z.string().regex(/^(i|mi)-[a-f0-9]{8,17}$/, 'must be an instance id')).min(1),
+        // EC2 instances only: the workers' IAM allows SendCommand on instance/* (not managed-instance/*).
+        instanceIds: z.array(z.string().regex(/^i-[a-f0-9]{8,17}$/, 'must be an EC2 instance id')).min(1),
       }),
       z.strictObject({
         tag: z.strictObject({
@@ -92,11 +93,27 @@ export const stageConfigSchema = z.strictObject({
   }),
 });
 
+/** The lock must outlive the longest run the stage's timeouts allow, or a live run could lose it. */
+export const LOCK_MARGIN_SECONDS = 3600;
+
+export const checkedStageConfigSchema = stageConfigSchema.superRefine((config, issue) => {
+  const { bake, provision, validate } = config.commands;
+  const longestRun =
+    bake.timeoutSeconds + provision.timeoutSeconds + validate.timeoutSeconds + LOCK_MARGIN_SECONDS;
+  if (config.lock.ttlSeconds < longestRun) {
+    issue.addIssue({
+      code: 'custom',
+      path: ['lock', 'ttlSeconds'],
+      message: `must be at least ${longestRun} (the bake, provision and validate timeouts plus ${LOCK_MARGIN_SECONDS} s)`,
+    });
+  }
+});
+
 export type StageConfig = z.infer<typeof stageConfigSchema>;
 
 /** Loads and validates `config/<stage>.yml`; the file's `stage` must match its name. */
 export const loadStageConfig = (stage: string, dir: string = configDir()): StageConfig => {
-  const config = loadYamlFile(path.join(dir, `${stage}.yml`), stageConfigSchema);
+  const config = loadYamlFile(path.join(dir, `${stage}.yml`), checkedStageConfigSchema);
   if (config.stage !== stage) {
     throw new ConfigurationError(
       `config/${stage}.yml declares stage "${config.stage}"; it must be "${stage}"`,

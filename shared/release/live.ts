@@ -5,7 +5,7 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { auditKeys, type AuditRepository } from '../audit';
 import { provisionResultSchema } from '../commands/contract';
-import { AuditConflictError } from '../errors';
+import { AuditConflictError, errorMessage, errorName, ReleaseLiveError } from '../errors';
 import { loadRunConfig, runConfigParameterName } from '../run-config';
 import { runRefSchema } from '../run-ref';
 import { trafficPlanSchema } from './traffic';
@@ -139,6 +139,27 @@ export const recordRelease = async (
     }
   }
 
+  // The pointer has moved: the release is live. What follows must not send the run to
+  // compensation (which would roll back a live release): its errors become ReleaseLiveError, which
+  // the state machine retries and then reports without undoing anything.
+  try {
+    return await afterCommit(input, deps, now, previousRunId, previous);
+  } catch (err) {
+    throw new ReleaseLiveError(
+      `${run.appId} ${config.release.version} is live, but recording it failed: ${errorName(err)}: ${errorMessage(err)}`,
+      { cause: err },
+    );
+  }
+};
+
+const afterCommit = async (
+  input: RecordReleaseInput,
+  deps: RecordReleaseDeps,
+  now: Date,
+  previousRunId: string | null,
+  previous: Record<string, unknown> | undefined,
+): Promise<RecordReleaseOutput> => {
+  const { run } = input;
   const at = now.toISOString();
   await deps.audit.recordEvent({
     runId: run.runId,

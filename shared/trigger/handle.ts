@@ -269,7 +269,7 @@ const reject = async (
     appId: identity.appId,
     buildId: identity.buildId,
     messageSha256: createHash('sha256').update(delivery.message).digest('hex'),
-    excerpt: truncate(delivery.message, EXCERPT_BYTES),
+    excerpt: truncate(redactedExcerpt(delivery.message), EXCERPT_BYTES),
     queueMessageId: sent.MessageId ?? 'unknown',
   });
   logger.warn('trigger message rejected', {
@@ -300,4 +300,29 @@ const bestEffortIdentity = (raw: string): { appId?: string; buildId?: string } =
 const truncate = (text: string, maxBytes: number): string => {
   const buf = Buffer.from(text, 'utf8');
   return buf.length <= maxBytes ? text : `${buf.subarray(0, maxBytes).toString('utf8')}…[truncated]`;
+};
+
+/**
+ * The audit table keeps a recognisable excerpt of a rejected message, never an inline app config
+ * (it may hold sensitive values): that part is replaced by its SHA-256. The rejections queue keeps
+ * the whole message for whoever may read it.
+ */
+const redactedExcerpt = (raw: string): string => {
+  try {
+    const json: unknown = JSON.parse(raw);
+    if (typeof json !== 'object' || json === null || Array.isArray(json) || !('appConfig' in json))
+      return raw;
+    const { appConfig } = json as { appConfig: unknown };
+    if (
+      appConfig &&
+      typeof appConfig === 'object' &&
+      's3Uri' in appConfig &&
+      Object.keys(appConfig).length === 1
+    )
+      return raw;
+    const digest = createHash('sha256').update(JSON.stringify(appConfig)).digest('hex');
+    return JSON.stringify({ ...(json as object), appConfig: { redacted: true, sha256: digest } });
+  } catch {
+    return raw;
+  }
 };

@@ -712,6 +712,11 @@ describe('compensation', () => {
         { provision: task('provision', { status: 'PENDING', commandId: undefined }) },
         true,
       ],
+      [
+        'a provision apply whose command was never sent',
+        { provision: task('provision', { status: 'DONE', commandId: undefined, outcome: 'NOT_SENT' }) },
+        false,
+      ],
       ['only a provision destroy', { provision: task('provision', { mode: 'destroy' }) }, false],
       ['no provision at all', { bake: task('bake'), validate: task('validate') }, false],
       ['no task at all', {}, false],

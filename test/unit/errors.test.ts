@@ -37,6 +37,7 @@ describe('pipeline errors', () => {
       'LogExportFailedError',
       'NoBuilderAvailableError',
       'ProvisionFailedError',
+      'ReleaseLiveError',
       'RunConfigTooLargeError',
       'SmokeTestFailedError',
       'UnknownCommandError',

@@ -245,6 +245,19 @@ describe('command launcher', () => {
       expect(JSON.stringify(dbMock.commandCalls(PutCommand)[0]?.args[0].input.Item)).toContain(TOKEN);
     });
 
+    it('closes the task as NOT_SENT and rethrows when SendCommand itself fails', async () => {
+      const refused = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      ssmMock.on(SendCommandCommand).rejects(refused);
+
+      const err = await failureOf(request());
+
+      expect(err).toBe(refused);
+      expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+        UpdateExpression: 'SET #status = :done, outcome = :outcome REMOVE pendingPk, pendingSk',
+        ExpressionAttributeValues: expect.objectContaining({ ':outcome': 'NOT_SENT', ':token': TOKEN }),
+      });
+    });
+
     it('throws when SSM returns no command id, leaving no command pointer', async () => {
       ssmMock.on(SendCommandCommand).resolves({});
 

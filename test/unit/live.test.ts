@@ -20,7 +20,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AuditRepository } from '../../shared/audit';
-import { AuditConflictError } from '../../shared/errors';
+import { AuditConflictError, ReleaseLiveError } from '../../shared/errors';
 import {
   liveKey,
   recordRelease,
@@ -363,7 +363,7 @@ describe('record release', () => {
       expect(eventsWritten('DECOMMISSION_SCHEDULED')).toHaveLength(1);
     });
 
-    it('propagates any other Step Functions error without recording the schedule', async () => {
+    it('reports any other Step Functions error as ReleaseLiveError (live already: never compensated), without recording the schedule', async () => {
       const throttled = new SFNServiceException({
         name: 'ThrottlingException',
         $fault: 'client',
@@ -372,7 +372,14 @@ describe('record release', () => {
       });
       sfnMock.on(StartExecutionCommand).rejects(throttled);
 
-      await expect(recordRelease(input, deps)).rejects.toBe(throttled);
+      const err = await recordRelease(input, deps).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ReleaseLiveError);
+      expect(err).toHaveProperty('name', 'ReleaseLiveError');
+      expect((err as Error).message).toContain(
+        'is live, but recording it failed: ThrottlingException: Rate exceeded',
+      );
+      expect((err as Error).cause).toBe(throttled);
+      expect(liveWrite()?.Item?.runId).toBe(RUN_ID); // the pointer had moved before the failure
       expect(eventsWritten('DECOMMISSION_SCHEDULED')).toEqual([]);
     });
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigurationError } from '../../shared/errors';
-import { loadStageConfig, stageConfigSchema } from '../../shared/config/stage';
+import { checkedStageConfigSchema, loadStageConfig, stageConfigSchema } from '../../shared/config/stage';
 import { CONFIG_DIR } from './support/fixtures';
 
 /** A complete, valid stage file for `stage`, with `overrides` merged on top. */
@@ -196,7 +196,7 @@ describe('stage config', () => {
     [
       'a builder instance id that is not one',
       { builder: { targets: { instanceIds: ['i-XYZ'] } } },
-      'builder.targets.instanceIds.0: must be an instance id',
+      'builder.targets.instanceIds.0: must be an EC2 instance id',
     ],
     [
       'an empty builder instance list',
@@ -349,5 +349,18 @@ describe('stage config: the smoke test in the VPC', () => {
 
     expect(parsed.success).toBe(false);
     expect(parsed.error?.issues.map((i) => i.path.join('.'))).toEqual([field]);
+  });
+});
+
+describe('stage config: the lock outlives a run', () => {
+  it('rejects a lock TTL shorter than the bake, provision and validate timeouts plus an hour, naming the field', () => {
+    const parsed = checkedStageConfigSchema.safeParse({ ...stageFile('qa'), lock: { ttlSeconds: 600 } });
+
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      expect.stringMatching(
+        /^lock\.ttlSeconds: must be at least \d+ \(the bake, provision and validate timeouts plus 3600 s\)$/,
+      ),
+    ]);
   });
 });

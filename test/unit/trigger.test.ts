@@ -605,3 +605,19 @@ describe('trigger worker with a base-image update for the environment', () => {
     expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
   });
 });
+
+describe('trigger worker keeping a rejected inline app config out of the audit table', () => {
+  it('stores the excerpt with the app config replaced by its hash, and the whole message in the queue', async () => {
+    const appConfig = {
+      ...sampleAppConfig(),
+      bake: { chefAttributes: { password: 'planted-rejected-secret' } },
+    };
+    const raw = JSON.stringify({ ...triggerMessage({ appConfig }), appId: 'Bad_App' });
+
+    await run(snsEvent(raw), deps);
+
+    expect(JSON.stringify(auditItems())).not.toContain('planted-rejected-secret');
+    expect(String(auditItems()[0]?.excerpt)).toContain('"redacted":true');
+    expect(queuedBodies()[0]?.message).toBe(raw);
+  });
+});
