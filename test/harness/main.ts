@@ -260,15 +260,22 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
       break;
     }
     case 'long-bake': {
+      // A first release (straight to 100 %) first, so both compared runs shift traffic in the same
+      // three steps and differ only in how long the bake takes.
+      publish(
+        await message(`${buildId}-0`, '1.5.9'),
+        'sample-app 1.5.9, so the next two are not first releases',
+      );
+      await pipeline.settle();
       pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', simulatedSeconds: 300 });
       publish(await message(`${buildId}-5m`, '1.6.0'), 'sample-app 1.6.0 with a 5-minute bake');
       await pipeline.settle();
       pipeline.commands.setScenario('sample-app', 'bake', { outcome: 'success', simulatedSeconds: 5 * 3600 });
       publish(await message(`${buildId}-5h`, '1.6.1'), 'sample-app 1.6.1 with a 5-hour bake');
       expectation = (ex) =>
-        ex.length === 2 &&
+        ex.length === 3 &&
         ex.every((e) => e.status === 'SUCCEEDED') &&
-        transitions(pipeline, ex[0]!) === transitions(pipeline, ex[1]!);
+        transitions(pipeline, ex[1]!) === transitions(pipeline, ex[2]!);
       break;
     }
   }
