@@ -11,11 +11,12 @@ import { RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import type { AuditRepository } from './audit';
-import { COMMAND_STEPS } from './commands/contract';
+import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
 import type { LogSubscriptionDetail } from './release/log-export';
+import { snapshotsOf } from './images';
 import { restoreListener } from './release/traffic';
 import { runRefSchema } from './run-ref';
 
@@ -55,7 +56,6 @@ export interface CompensateDeps {
 }
 
 const RUN_TAG = 'tag:ami-pipeline:run-id';
-const STILL_RUNNING = new Set(['Pending', 'InProgress', 'Delayed', 'Cancelling']);
 /** Error names meaning the resource no longer exists (nothing left to undo). */
 export const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFoundException/;
 
@@ -123,7 +123,7 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
       await attempt('CANCEL_COMMAND', commandId, async () => {
         // A command that already ended is command-completed's to close (its event may be in flight).
         const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: commandId }));
-        if (!STILL_RUNNING.has(Commands?.[0]?.Status ?? '')) return false;
+        if (!NOT_ENDED_STATUSES.has(Commands?.[0]?.Status ?? '')) return false;
         await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId }));
         await deps.tasks.complete(task, 'CANCELLED/compensation');
         return true;
@@ -206,7 +206,7 @@ export const removeRunImages = async (
       .send(new DescribeImagesCommand({ ImageIds: [amiId] }))
       .catch((err: unknown) => (GONE.test(errorName(err)) ? { Images: [] } : Promise.reject(err)));
     for (const image of found) {
-      for (const m of image.BlockDeviceMappings ?? []) if (m.Ebs?.SnapshotId) snapshots.add(m.Ebs.SnapshotId);
+      for (const snapshotId of snapshotsOf(image)) snapshots.add(snapshotId);
       await attempt('DEREGISTER_IMAGE', amiId, () =>
         deps.ec2.send(new DeregisterImageCommand({ ImageId: amiId })),
       );

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import type { AuditRepository } from './audit';
 import { bakeResultSchema } from './commands/contract';
 import { DistributionFailedError } from './errors';
+import { snapshotsOf } from './images';
 import { logger } from './logger';
 import { loadRunConfig } from './run-config';
 import { runRefSchema } from './run-ref';
@@ -60,9 +61,6 @@ export const LAUNCH_GRANT_OPERATIONS: GrantOperation[] = [
   GrantOperation.ReEncryptFrom,
   GrantOperation.ReEncryptTo,
 ];
-
-const snapshotsOf = (image: Image): string[] =>
-  (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
 
 const encryptedWith = (image: Image, keyArn: string): boolean => {
   const volumes = (image.BlockDeviceMappings ?? []).filter((m) => m.Ebs);

@@ -34,17 +34,7 @@ export interface CompletionDeps {
   now: () => Date;
 }
 
-/** SSM command statuses that end a command. */
-export const TERMINAL_STATUSES = new Set([
-  'Success',
-  'Failed',
-  'TimedOut',
-  'Cancelled',
-  'DeliveryTimedOut',
-  'Undeliverable',
-  'Terminated',
-  'ExecutionTimedOut',
-]);
+export { TERMINAL_STATUSES } from './contract';
 
 /** The error each step's failure is reported under (the state machine's Catch matches on it). */
 export const FAILURE_ERRORS: Record<CommandStep, string> = {

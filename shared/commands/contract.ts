@@ -9,6 +9,24 @@ import { z } from 'zod';
 export const COMMAND_STEPS = ['bake', 'provision', 'validate'] as const;
 export type CommandStep = (typeof COMMAND_STEPS)[number];
 
+/** SSM command statuses of a command still running (a retried state may adopt it). */
+export const RUNNING_STATUSES: ReadonlySet<string> = new Set(['Pending', 'InProgress', 'Delayed']);
+
+/** Running, or being cancelled: compensation must still cancel it. */
+export const NOT_ENDED_STATUSES: ReadonlySet<string> = new Set([...RUNNING_STATUSES, 'Cancelling']);
+
+/** SSM command statuses that end a command. */
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set([
+  'Success',
+  'Failed',
+  'TimedOut',
+  'Cancelled',
+  'DeliveryTimedOut',
+  'Undeliverable',
+  'Terminated',
+  'ExecutionTimedOut',
+]);
+
 /** `ami-pipeline-<stage>-<step>`: the AWS::SSM::Document name for a step. */
 export const documentName = (stage: string, step: CommandStep): string => `ami-pipeline-${stage}-${step}`;
 

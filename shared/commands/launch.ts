@@ -15,6 +15,7 @@ import {
   PARAMETER_PATTERNS,
   resultPrefix,
   type CommandStep,
+  RUNNING_STATUSES,
 } from './contract';
 import type { TaskStore } from './tasks';
 
@@ -45,8 +46,6 @@ export interface LaunchDeps {
 export const executionTimeoutFor = (stateTimeoutSeconds: number): number =>
   Math.max(1, stateTimeoutSeconds - Math.max(1, Math.min(600, Math.floor(stateTimeoutSeconds / 10))));
 
-const RUNNING = new Set(['Pending', 'InProgress', 'Delayed']);
-
 /**
  * The callback half of a token stage: store the token, start the stage's SSM document on a builder,
  * return. Completion arrives later through the command-completed worker (or the reconciler).
@@ -75,7 +74,7 @@ export const launchCommand = async (
   ) {
     const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: existing.commandId }));
     if (
-      RUNNING.has(Commands?.[0]?.Status ?? '') &&
+      RUNNING_STATUSES.has(Commands?.[0]?.Status ?? '') &&
       (await deps.tasks.adopt(run.runId, step, existing.commandId, req.taskToken))
     ) {
       logger.info('adopted the running command of an earlier attempt', {

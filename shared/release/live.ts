@@ -15,7 +15,6 @@ import { trafficPlanSchema } from './traffic';
  * live for app X in prod" and "what is live in prod" are each one Query. It is the audit table's
  * only pointer that moves; its history is the RELEASE_LIVE events of each run.
  */
-export const liveKey = auditKeys.live;
 
 export const recordReleaseInputSchema = z.object({
   run: runRefSchema,
@@ -70,7 +69,7 @@ export const recordRelease = async (
   const { run } = input;
   const config = await loadRunConfig(deps.ssm, input.runConfigParameter);
   const now = deps.now();
-  const key = liveKey(run.environment, run.appId);
+  const key = auditKeys.live(run.environment, run.appId);
   const { Item: current } = await deps.db.send(
     new GetCommand({ TableName: deps.tableName, Key: key, ConsistentRead: true }),
   );

@@ -19,14 +19,9 @@ import {
   type GetCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { AuditRepository } from '../../shared/audit';
+import { AuditRepository, auditKeys } from '../../shared/audit';
 import { AuditConflictError, ReleaseLiveError } from '../../shared/errors';
-import {
-  liveKey,
-  recordRelease,
-  type RecordReleaseDeps,
-  type RecordReleaseInput,
-} from '../../shared/release/live';
+import { recordRelease, type RecordReleaseDeps, type RecordReleaseInput } from '../../shared/release/live';
 import type { RunConfig } from '../../shared/run-config';
 import { inCallOrder } from './support/call-order';
 import {
@@ -200,7 +195,7 @@ afterEach(() => {
 
 describe('record release', () => {
   it('keys the live release by environment and app', () => {
-    expect(liveKey('prod', 'billing-app')).toEqual({ pk: 'LIVE#prod', sk: 'APP#billing-app' });
+    expect(auditKeys.live('prod', 'billing-app')).toEqual({ pk: 'LIVE#prod', sk: 'APP#billing-app' });
   });
 
   it('reads the decrypted run config and the current live release with a consistent read', async () => {
