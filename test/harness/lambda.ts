@@ -41,7 +41,10 @@ export class LambdaRuntime {
   /** Imports every handler module; call after the environment is set (handlers read it at load). */
   async load(functions: FunctionDefinition[], arnOf: (key: string) => string): Promise<void> {
     for (const def of functions) {
-      const mod = (await import(path.join(REPO_ROOT, def.modulePath))) as Record<string, unknown>;
+      // `require`, not `import()`: handlers must share the harness's CommonJS SDK classes (whose
+      // prototypes the client mocks patch) under jest, tsx and the CLI's tsx/cjs hook alike.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require(path.join(REPO_ROOT, def.modulePath)) as Record<string, unknown>;
       const handler = mod[def.exportName];
       if (typeof handler !== 'function')
         throw new Error(`${def.modulePath} does not export ${def.exportName}`);

@@ -49,6 +49,7 @@ import {
   SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   AddTagsToResourceCommand,
@@ -505,6 +506,11 @@ export class LocalPipeline {
       .on(DescribeExecutionCommand)
       .callsFake(async (input) => machineOf(input.executionArn).describeExecution(input));
 
+    // Publishers other than the state machine (the CLI's `trigger --local`) reach the same topics.
+    const sns = mockClient(SNSClient);
+    sns.onAnyCommand().rejects(new Error('SNS call not simulated by the harness'));
+    sns.on(PublishCommand).callsFake(async (input) => this.sns.publish(input));
+
     const sqs = mockClient(SQSClient);
     sqs.onAnyCommand().rejects(new Error('SQS call not simulated by the harness'));
     sqs.on(SendMessageCommand).callsFake(async (input) => this.sqs.sendMessage(input));
@@ -581,6 +587,7 @@ export class LocalPipeline {
       elbv2 as unknown as AnyStub,
       cloudwatch as unknown as AnyStub,
       sfn as unknown as AnyStub,
+      sns as unknown as AnyStub,
       sqs as unknown as AnyStub,
       ssm as unknown as AnyStub,
       ec2 as unknown as AnyStub,

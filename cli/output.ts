@@ -1,0 +1,72 @@
+import Table from 'cli-table3';
+import { stringify } from 'csv-stringify/sync';
+
+export const OUTPUT_FORMATS = ['table', 'json', 'csv'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export type Cell = string | number | boolean | null | undefined;
+
+export interface TableData {
+  title?: string;
+  columns: string[];
+  rows: Cell[][];
+}
+
+/**
+ * What a command answers: `data` is the whole answer (printed by `--output json`), `tables` its
+ * human view (`table`); `csv` prints the first table, the one a spreadsheet wants.
+ */
+export interface CommandResult {
+  data: unknown;
+  tables: TableData[];
+  /** Lines printed after the tables in `table` output (a summary, a hint). */
+  notes?: string[];
+  /** The table `--output csv` prints (default: the first). */
+  csv?: TableData;
+}
+
+/** Where a command writes: stdout for answers, stderr for progress and errors. */
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  /** True when stdout is a terminal (live redraws, colours). */
+  isTTY: boolean;
+}
+
+export const processIo = (): Io => ({
+  out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  isTTY: Boolean(process.stdout.isTTY),
+});
+
+const text = (cell: Cell): string => (cell === null || cell === undefined ? '' : String(cell));
+
+export const renderTable = (table: TableData): string => {
+  const view = new Table({
+    head: table.columns,
+    // No colour codes: the output is read by people and by grep alike.
+    style: { head: [], border: [], compact: true },
+    wordWrap: true,
+  });
+  for (const row of table.rows) view.push(row.map(text));
+  const heading = table.title ? `${table.title}\n` : '';
+  return table.rows.length === 0 ? `${heading}(none)` : `${heading}${view.toString()}`;
+};
+
+export const renderCsv = (table: TableData | undefined): string =>
+  table ? stringify([table.columns, ...table.rows.map((row) => row.map(text))]) : '';
+
+export const render = (result: CommandResult, format: OutputFormat): string => {
+  if (format === 'json') return `${JSON.stringify(result.data, null, 2)}\n`;
+  if (format === 'csv') return renderCsv(result.csv ?? result.tables[0]);
+  const parts = result.tables.map(renderTable);
+  if (result.notes?.length) parts.push(result.notes.join('\n'));
+  return `${parts.join('\n\n')}\n`;
+};
+
+/** A record as a two-column table (field, value), skipping empty values. */
+export const fieldsTable = (title: string, fields: [string, Cell][]): TableData => ({
+  title,
+  columns: ['field', 'value'],
+  rows: fields.filter(([, value]) => value !== undefined && value !== null && value !== ''),
+});

@@ -1,0 +1,137 @@
+import { paginateQuery, type DynamoDBDocumentClient, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { AUDIT_INDEXES, auditKeys } from '../shared/audit';
+
+export type Item = Record<string, unknown>;
+
+export interface Window {
+  /** ISO timestamps, inclusive. */
+  since?: string | undefined;
+  until?: string | undefined;
+}
+
+/** Sorts after every character a key uses, so `<prefix><until>~` bounds all of `until`'s items. */
+const HIGH = '~';
+
+/**
+ * The auditors' questions, each one or more DynamoDB Queries on the audit table and its indexes —
+ * never a Scan — read page by page. Every question's cost grows with its answer, not the table.
+ */
+export class AuditReader {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
+
+  /** Runs of an app, newest first, in a time window, optionally of one environment. */
+  async runsOfApp(
+    appId: string,
+    options: Window & { environment?: string; limit?: number } = {},
+  ): Promise<Item[]> {
+    const { pk } = auditKeys.run(appId, '', '');
+    return this.query(
+      {
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+        ExpressionAttributeValues: {
+          ':pk': pk,
+          ':from': `RUN#${options.since ?? ''}`,
+          ':to': `RUN#${options.until ?? ''}${HIGH}`,
+          ...(options.environment ? { ':env': options.environment } : {}),
+        },
+        ...(options.environment
+          ? { FilterExpression: '#env = :env', ExpressionAttributeNames: { '#env': 'environment' } }
+          : {}),
+        ScanIndexForward: false,
+      },
+      options.limit,
+    );
+  }
+
+  /** The run item of a run id (byResource, where runs are keyed `RUN#<runId>`). */
+  async run(runId: string): Promise<Item | undefined> {
+    const [run] = await this.query(
+      {
+        IndexName: AUDIT_INDEXES.byResource,
+        KeyConditionExpression: 'gsi1pk = :pk AND gsi1sk = :sk',
+        ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':sk': 'RUN' },
+      },
+      1,
+    );
+    return run;
+  }
+
+  /** Everything a run recorded (events and resources), in key order. */
+  async runItems(runId: string, prefix = ''): Promise<Item[]> {
+    return this.query({
+      KeyConditionExpression: prefix ? 'pk = :pk AND begins_with(sk, :prefix)' : 'pk = :pk',
+      ExpressionAttributeValues: {
+        ':pk': auditKeys.runEvents(runId),
+        ...(prefix ? { ':prefix': prefix } : {}),
+      },
+    });
+  }
+
+  /** The resource records of an id (`ami-…`, `lt-…`, a target group ARN …), oldest first. */
+  async resource(resourceId: string): Promise<Item[]> {
+    return this.query({
+      IndexName: AUDIT_INDEXES.byResource,
+      KeyConditionExpression: 'gsi1pk = :pk',
+      ExpressionAttributeValues: { ':pk': `RESOURCE#${resourceId}` },
+    });
+  }
+
+  /** The live release of every app in an environment. */
+  async live(environment: string): Promise<Item[]> {
+    return this.query({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': auditKeys.live(environment, '').pk },
+    });
+  }
+
+  /** Rejected trigger messages of an environment, newest first. */
+  async rejected(environment: string, options: Window & { limit?: number } = {}): Promise<Item[]> {
+    return this.query(
+      {
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+        ExpressionAttributeValues: {
+          ':pk': auditKeys.rejections(environment),
+          ':from': options.since ?? '',
+          ':to': `${options.until ?? ''}${HIGH}`,
+        },
+        ScanIndexForward: false,
+      },
+      options.limit,
+    );
+  }
+
+  /** Every page of a Query (up to `limit` items). */
+  private async query(input: Omit<QueryCommandInput, 'TableName'>, limit?: number): Promise<Item[]> {
+    const items: Item[] = [];
+    const pages = paginateQuery(
+      { client: this.db, ...(limit ? { pageSize: Math.min(Math.max(limit, 25), 1000) } : {}) },
+      { TableName: this.table, ...input },
+    );
+    for await (const page of pages) {
+      items.push(...(page.Items ?? []));
+      if (limit !== undefined && items.length >= limit) return items.slice(0, limit);
+    }
+    return items;
+  }
+}
+
+/** Runs `fn` over `items` with at most `concurrency` at a time, keeping order. */
+export const mapLimit = async <T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> => {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return results;
+};
