@@ -3,7 +3,7 @@
 // fails `serverless package` instead of a deploy.
 const { register } = require('tsx/cjs/api');
 
-module.exports.load = async ({ resolveVariable }) => {
+const loadStage = async (resolveVariable) => {
   const stage = await resolveVariable('sls:stage');
   const unregister = register();
   try {
@@ -12,4 +12,16 @@ module.exports.load = async ({ resolveVariable }) => {
   } finally {
     unregister();
   }
+};
+
+module.exports.load = async ({ resolveVariable }) => loadStage(resolveVariable);
+
+// `${file(./config/stage.cjs):auditorPrincipals}`: the auditor role's trusted principals, the
+// stage's `audit.auditorPrincipals` or, when it has none, the stage account's root. The root's ARN
+// is left to CloudFormation because `serverless package` runs offline and cannot know the account.
+module.exports.auditorPrincipals = async ({ resolveVariable }) => {
+  const config = await loadStage(resolveVariable);
+  return (
+    config.audit.auditorPrincipals ?? [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' }]
+  );
 };

@@ -5,6 +5,9 @@ import { configDir, loadYamlFile } from './files';
 
 export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
 
+/** An IAM principal the auditor role may trust: an account's root, a role or a user. */
+export const AUDITOR_PRINCIPAL_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:(root|role\/.+|user\/.+)$/;
+
 /** The retention periods (days) CloudWatch Logs accepts; PutRetentionPolicy refuses any other. */
 export const LOG_RETENTION_DAYS: readonly number[] = [
   1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -90,6 +93,22 @@ export const stageConfigSchema = z.strictObject({
   audit: z.strictObject({
     /** Deletion protection on the audit table; keep it on wherever auditors rely on the table. */
     deletionProtection: z.boolean().default(true),
+    /**
+     * Who may assume the read-only auditor role (`ami-pipeline-<stage>-auditor`). Left out, the
+     * stage account's root is trusted: the account's own IAM policies then decide who may assume it
+     * (config/stage.cjs fills that in, as only CloudFormation knows the account).
+     */
+    auditorPrincipals: z
+      .array(
+        z
+          .string()
+          .regex(
+            AUDITOR_PRINCIPAL_PATTERN,
+            'must be the ARN of an account root, IAM role or IAM user (arn:aws:iam::<account>:root|role/…|user/…)',
+          ),
+      )
+      .min(1)
+      .optional(),
   }),
 });
 

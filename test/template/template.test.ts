@@ -25,6 +25,7 @@ import {
   statesWithin,
   successPath,
 } from './asl';
+import { AUDITOR_ROLE_ID, describeAuditorRole } from './auditor';
 import {
   actionMatches,
   allows,
@@ -1068,6 +1069,8 @@ describe('the packaged CloudFormation template', () => {
       });
     });
 
+    describeAuditorRole(() => stack);
+
     describe('functions', () => {
       it('runs every function on nodejs22.x and arm64 with active tracing, each with a role of its own', () => {
         const functions = stack.resourcesOfType('AWS::Lambda::Function');
@@ -1097,7 +1100,7 @@ describe('the packaged CloudFormation template', () => {
         }
       });
 
-      it('declares no IAM role that no function, state machine or delivery stream uses (the framework default role is pruned)', () => {
+      it('declares no IAM role that no function, state machine or delivery stream uses, but the auditor role people assume (the framework default role is pruned)', () => {
         const roles = stack.resourcesOfType('AWS::IAM::Role').map(([id]) => id);
         const users = [
           ...stack.resourcesOfType('AWS::Lambda::Function'),
@@ -1119,11 +1122,16 @@ describe('the packaged CloudFormation template', () => {
           ),
         );
 
+        // People assume the auditor role, not a service of the stack; describeAuditorRole checks its
+        // trust and its policy.
+        const assumedByPeople = [AUDITOR_ROLE_ID];
+
         expect(roles).not.toContain('IamRoleLambdaExecution');
+        expect(roles).toEqual(expect.arrayContaining(assumedByPeople));
         expect(
-          roles.filter(
-            (id) => ![...users, ...deliveryRoles, passed].some((used) => used.includes(`"${id}"`)),
-          ),
+          roles
+            .filter((id) => !assumedByPeople.includes(id))
+            .filter((id) => ![...users, ...deliveryRoles, passed].some((used) => used.includes(`"${id}"`))),
         ).toEqual([]);
       });
 

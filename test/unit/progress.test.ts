@@ -131,7 +131,7 @@ describe('runProgress', () => {
 
   it('an app without log groups ends ExportLogs with its release', () => {
     const withoutLogs = fullRun.filter(
-      (i) => i.entity !== 'RESOURCE' || i.resourceType !== 'LOG_SUBSCRIPTION',
+      (i) => !('resourceType' in i) || i.resourceType !== 'LOG_SUBSCRIPTION',
     );
     const exportLogs = runProgress({ status: 'SUCCEEDED', startedAt: T0 }, withoutLogs).find(
       (p) => p.stage === 'ExportLogs',

@@ -352,6 +352,69 @@ describe('stage config: the smoke test in the VPC', () => {
   });
 });
 
+describe('stage config: who may assume the auditor role', () => {
+  const withPrincipals = (auditorPrincipals: unknown) => ({
+    ...stageFile('qa'),
+    audit: { deletionProtection: true, auditorPrincipals },
+  });
+
+  it('leaves the principals unset when a stage names none, so the role trusts the stage account root', () => {
+    writeStage('qa', stageFile('qa'));
+
+    expect(loadStageConfig('qa', dir).audit.auditorPrincipals).toBeUndefined();
+  });
+
+  it('accepts account roots, roles with and without a path, and users, in any AWS partition', () => {
+    const principals = [
+      'arn:aws:iam::123456789012:root',
+      'arn:aws:iam::123456789012:role/auditor',
+      'arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Auditor_0123456789abcdef',
+      'arn:aws:iam::210987654321:user/jane.auditor',
+      'arn:aws-us-gov:iam::123456789012:role/auditor',
+    ];
+    writeStage('qa', withPrincipals(principals));
+
+    expect(loadStageConfig('qa', dir).audit.auditorPrincipals).toEqual(principals);
+  });
+
+  it.each<[string, unknown, string]>([
+    [
+      'an IAM group (not a principal)',
+      ['arn:aws:iam::123456789012:group/auditors'],
+      'audit.auditorPrincipals.0: must be the ARN of an account root, IAM role or IAM user',
+    ],
+    [
+      'an assumed-role session',
+      ['arn:aws:iam::123456789012:root', 'arn:aws:sts::123456789012:assumed-role/auditor/jane'],
+      'audit.auditorPrincipals.1: must be the ARN of an account root, IAM role or IAM user',
+    ],
+    [
+      'a bare account id',
+      ['123456789012'],
+      'audit.auditorPrincipals.0: must be the ARN of an account root, IAM role or IAM user',
+    ],
+    [
+      'an account id of 11 digits',
+      ['arn:aws:iam::12345678901:root'],
+      'audit.auditorPrincipals.0: must be the ARN of an account root, IAM role or IAM user',
+    ],
+    [
+      'a wildcard',
+      ['*'],
+      'audit.auditorPrincipals.0: must be the ARN of an account root, IAM role or IAM user',
+    ],
+    ['an empty list', [], 'audit.auditorPrincipals: Too small'],
+    ['a single ARN instead of a list', 'arn:aws:iam::123456789012:root', 'audit.auditorPrincipals:'],
+  ])('rejects %s with a ConfigurationError naming the field', (_case, principals, issue) => {
+    writeStage('qa', withPrincipals(principals));
+
+    const load = () => loadStageConfig('qa', dir);
+
+    expect(load).toThrow(ConfigurationError);
+    expect(load).toThrow(issue);
+  });
+});
+
 describe('stage config: the lock outlives a run', () => {
   it('rejects a lock TTL shorter than the bake, provision and validate timeouts plus an hour, naming the field', () => {
     const parsed = checkedStageConfigSchema.safeParse({ ...stageFile('qa'), lock: { ttlSeconds: 600 } });
