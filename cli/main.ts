@@ -138,13 +138,15 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
             // In table output the execution name comes first; json and csv print one answer at the end.
             if (!waiting || g.output === 'table') print(cmd, sent);
             if (!waiting || !published.runId) return;
-            const environment = String(published.message.environment);
             const run = await waitForRun(
               reader,
-              published.runId,
-              published.messageId,
-              environment,
-              sentAt,
+              io,
+              {
+                runId: published.runId,
+                messageId: published.messageId,
+                environment: String(published.message.environment),
+                sentAt,
+              },
               pollMs(opts),
             );
             const ended = await follow(reader, String(run.appId), {
@@ -354,30 +356,39 @@ const triggerResult = (published: {
   ],
 });
 
-/** After publishing: the run item appears (the run started, or was already running), or a rejection names the message. */
+/**
+ * After publishing: the run item appears (PreProvision writes it once the run holds its lock), or a
+ * rejection names the message. The bound is the lock's own wait (AcquireLock retries for about six
+ * hours) plus a margin, so a queued run is waited for and a lost trigger is not waited for forever.
+ */
 const waitForRun = async (
   reader: AuditReader,
-  runId: string,
-  messageId: string,
-  environment: string,
-  sentAt: Date,
+  io: Io,
+  published: { runId: string; messageId: string; environment: string; sentAt: Date },
   intervalMs: number,
-  timeoutMs = 300_000,
+  timeoutMs = 7 * 3600_000,
 ): Promise<Item> => {
-  const deadline = Date.now() + timeoutMs;
-  const since = new Date(sentAt.getTime() - 60_000).toISOString();
+  const started = Date.now();
+  const since = new Date(published.sentAt.getTime() - 60_000).toISOString();
+  let told = false;
   for (;;) {
-    const run = await reader.run(runId);
+    const run = await reader.run(published.runId);
     if (run) return run;
-    const rejection = (await reader.rejected(environment, { since })).find((r) => r.messageId === messageId);
+    const rejection = (await reader.rejected(published.environment, { since })).find(
+      (r) => r.messageId === published.messageId,
+    );
     if (rejection) {
       const violations = (rejection.violations as string[] | undefined) ?? [String(rejection.reason)];
       throw new CliError(`trigger rejected by the trigger worker: ${violations.join('; ')}`);
     }
-    if (Date.now() > deadline) {
+    if (Date.now() - started > timeoutMs) {
       throw new CliError(
-        `run ${runId} has not started after ${timeoutMs / 1000} s (waiting for the lock? see: audit rejected, the trigger DLQ)`,
+        `run ${published.runId} has not started after ${Math.round(timeoutMs / 60_000)} min (see: audit rejected, the trigger DLQ)`,
       );
+    }
+    if (!told && Date.now() - started > 30_000) {
+      io.err(`waiting for run ${published.runId} to start (another run of the app may hold the lock)`);
+      told = true;
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
