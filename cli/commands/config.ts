@@ -18,7 +18,13 @@ export interface ConfigCheck {
  * Checks an app config as PreProvision will: YAML (duplicate keys refused), the schema, then the
  * platform rules for the environment — every violation listed, nothing sent anywhere.
  */
-export const checkAppConfigFile = (file: string, environment: string, configDir: string): ConfigCheck => {
+export const checkAppConfigFile = (
+  file: string,
+  environment: string,
+  configDir: string,
+  /** The trigger's appId, which the config's must equal (PreProvision checks the same). */
+  expectedAppId?: string,
+): ConfigCheck => {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -43,7 +49,7 @@ export const checkAppConfigFile = (file: string, environment: string, configDir:
       ? (raw as { appId: string }).appId
       : '';
   try {
-    validateAppConfig(raw, rules, appId, environment);
+    validateAppConfig(raw, rules, expectedAppId ?? appId, environment);
     return result([]);
   } catch (err) {
     // PreProvision names fields from the trigger (`appConfig.bake…`); here the file is the root.

@@ -102,7 +102,7 @@ export const prepareTrigger = async (
   let appConfigUri = options.appConfig as string;
   if (!isS3Uri(appConfigUri)) {
     readable(appConfigUri, '--app-config');
-    const check = checkAppConfigFile(appConfigUri, environment, configDir);
+    const check = checkAppConfigFile(appConfigUri, environment, configDir, appId);
     if (!check.valid) throw refused(check.violations.map((v) => `appConfig.${v}`));
     const sha256 = createHash('sha256').update(readFileSync(appConfigUri)).digest('hex');
     const ext = /\.json$/i.test(appConfigUri) ? 'json' : 'yml';
