@@ -53,7 +53,12 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
       writeErr: io.err,
       // Usage errors are one line, like every other error.
       outputError: (text, write) =>
-        write(`ami-pipeline: ${text.replace(/^error: /, '').trim()} (see --help)\n`),
+        write(
+          `ami-pipeline: ${text
+            .replace(/^error: /, '')
+            .trim()
+            .replace(/\s*\n\s*/g, ' ')} (see --help)\n`,
+        ),
     })
     .exitOverride();
 
@@ -118,7 +123,7 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
               { stage: ctx.stage.stage, artifactsBucket: ctx.names.artifactsBucket },
               configDir(),
             );
-            print(cmd, triggerResult({ ...prepared, messageId: '(dry run: not sent)' }));
+            print(cmd, triggerResult({ ...prepared, messageId: '(dry run: not sent)' }, true));
           });
           return;
         }
@@ -193,7 +198,7 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
               format: globals(cmd).output,
               io,
             });
-            exitCode = exitCodeOf(ended);
+            exitCode = exitCodeOf(ended.run);
             return;
           }
           const { run, result } = await status(reader, app, options);
@@ -217,11 +222,12 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
         opts: { env?: string; since?: string; until?: string; limit: number },
         cmd: Command,
       ) => {
+        const range = window(opts);
         await withContext(cmd, async (_ctx, reader) => {
           print(
             cmd,
             await runs(reader, app, {
-              ...window(opts),
+              ...range,
               ...(opts.env ? { environment: opts.env } : {}),
               limit: opts.limit,
             }),
@@ -266,11 +272,12 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
         opts: { env?: string; since?: string; until?: string; limit?: number },
         cmd: Command,
       ) => {
+        const range = window(opts);
         await withContext(cmd, async (_ctx, reader) =>
           print(
             cmd,
             await auditApp(reader, app, {
-              ...window(opts),
+              ...range,
               ...(opts.env ? { environment: opts.env } : {}),
               ...(opts.limit ? { limit: opts.limit } : {}),
             }),
@@ -297,11 +304,12 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
     .option('--until <time>', 'ISO time or duration back from now')
     .addOption(new Option('--limit <n>', 'at most this many').argParser(positiveInt))
     .action(async (opts: { env?: string; since?: string; until?: string; limit?: number }, cmd: Command) => {
+      const range = window(opts);
       await withContext(cmd, async (_ctx, reader) =>
         print(
           cmd,
           await auditRejected(reader, envOf(cmd, opts.env), {
-            ...window(opts),
+            ...range,
             ...(opts.limit ? { limit: opts.limit } : {}),
           }),
         ),
@@ -328,18 +336,21 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
   return { program, exitCode: () => exitCode };
 };
 
-const triggerResult = (published: {
-  message: Record<string, unknown>;
-  executionName?: string;
-  runId?: string;
-  messageId: string;
-  uploads: { key: string }[];
-}): CommandResult => ({
+const triggerResult = (
+  published: {
+    message: Record<string, unknown>;
+    executionName?: string;
+    runId?: string;
+    messageId: string;
+    uploads: { key: string }[];
+  },
+  dryRun = false,
+): CommandResult => ({
   data: {
     executionName: published.executionName ?? null,
     runId: published.runId ?? null,
     messageId: published.messageId,
-    uploaded: published.uploads.map((u) => u.key),
+    [dryRun ? 'wouldUpload' : 'uploaded']: published.uploads.map((u) => u.key),
     message: published.message,
   },
   tables: [

@@ -41,6 +41,20 @@ export const processIo = (): Io => ({
 
 const text = (cell: Cell): string => (cell === null || cell === undefined ? '' : String(cell));
 
+/** Longest cell a table shows; `--output json` always has the whole value. */
+export const MAX_CELL = 600;
+
+/**
+ * A cell on one line, of bounded length: a command's stderr tail (the cause of a failed stage) has
+ * many lines, which would break the table's rows (and cli-table3 lays out long cells slowly).
+ */
+const tableCell = (cell: Cell): string => {
+  const flat = text(cell).replace(/\s*\r?\n\s*/g, ' ⏎ ');
+  return flat.length > MAX_CELL
+    ? `${flat.slice(0, MAX_CELL)}… (+${flat.length - MAX_CELL} chars; --output json has all)`
+    : flat;
+};
+
 export const renderTable = (table: TableData): string => {
   const view = new Table({
     head: table.columns,
@@ -48,7 +62,7 @@ export const renderTable = (table: TableData): string => {
     style: { head: [], border: [], compact: true },
     wordWrap: true,
   });
-  for (const row of table.rows) view.push(row.map(text));
+  for (const row of table.rows) view.push(row.map(tableCell));
   const heading = table.title ? `${table.title}\n` : '';
   return table.rows.length === 0 ? `${heading}(none)` : `${heading}${view.toString()}`;
 };

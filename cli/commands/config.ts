@@ -7,6 +7,14 @@ import { validateAppConfig } from '../../shared/pre-provision';
 import { CliError } from '../errors';
 import type { CommandResult } from '../output';
 
+/** The yaml library's first line, plus the offending source line (it names a duplicated key). */
+const yamlProblem = (err: Error, text: string): string => {
+  const first = err.message.split('\n')[0] ?? err.message;
+  const line = (err as { linePos?: { line: number }[] }).linePos?.[0]?.line;
+  const source = line ? text.split('\n')[line - 1]?.trim() : undefined;
+  return source ? `${first.replace(/:$/, '')}: ${JSON.stringify(source)}` : first;
+};
+
 export interface ConfigCheck {
   file: string;
   environment: string;
@@ -41,7 +49,7 @@ export const checkAppConfigFile = (
   try {
     raw = parseYaml(text);
   } catch (err) {
-    return result([`(file): not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+    return result([`(file): not valid YAML: ${yamlProblem(err as Error, text)}`]);
   }
   const rules = loadRules(configDir);
   const appId =
@@ -54,7 +62,9 @@ export const checkAppConfigFile = (
   } catch (err) {
     // PreProvision names fields from the trigger (`appConfig.bake…`); here the file is the root.
     if (err instanceof AppConfigInvalidError)
-      return result(err.violations.map((v) => v.replace(/^appConfig\./, '')));
+      return result(
+        err.violations.map((v) => v.replace(/^appConfig\./, '').replace(/^appConfig:/, '(file):')),
+      );
     throw err;
   }
 };

@@ -35,9 +35,10 @@ export const statusResult = (run: Item, stages: StageProgress[]): CommandResult 
   return {
     data: { run: runSummary(run), stages },
     tables: [runTable(run), progress],
+    // The plain state words (done, failed…), not the table's marks.
     csv: {
       columns: ['runId', ...progress.columns],
-      rows: progress.rows.map((row) => [String(run.runId), ...row]),
+      rows: stages.map((st) => [String(run.runId), st.stage, st.state, st.seconds, st.endedAt, st.detail]),
     },
   };
 };
