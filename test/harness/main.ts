@@ -305,6 +305,21 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
       ? green(`\n✔ scenario "${scenario}" behaved as expected`)
       : red(`\n✘ scenario "${scenario}" did not behave as expected`),
   );
+  const live = await pipeline.liveRelease('sample-app');
+  console.log(
+    dim(
+      [
+        '\nAsk the audit trail what this made (the CLI reads .local/):',
+        `  npx ami-pipeline audit app sample-app --local`,
+        `  npx ami-pipeline audit rejected --local`,
+        ...(typeof live?.amiId === 'string'
+          ? [
+              `  npx ami-pipeline audit resource ${live.amiId} --local   # which run, who asked, what InSpec said`,
+            ]
+          : []),
+      ].join('\n'),
+    ),
+  );
   return ok;
 };
 
