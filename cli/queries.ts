@@ -9,6 +9,9 @@ export interface Window {
   until?: string | undefined;
 }
 
+/** Per-run reads run this many at a time. */
+export const PER_RUN_CONCURRENCY = 8;
+
 /** Sorts after every character a key uses, so `<prefix><until>~` bounds all of `until`'s items. */
 const HIGH = '~';
 
@@ -44,6 +47,21 @@ export class AuditReader {
       },
       options.limit,
     );
+  }
+
+  /**
+   * An app's runs (as `runsOfApp`), each with everything its partition holds: one Query for the
+   * runs, then one small Query per run, a few at a time — the cost of the answer, not the table.
+   */
+  async runsWithItems(
+    appId: string,
+    options: Window & { environment?: string; limit?: number } = {},
+  ): Promise<{ run: Item; items: Item[] }[]> {
+    const runs = await this.runsOfApp(appId, options);
+    return mapLimit(runs, PER_RUN_CONCURRENCY, async (run) => ({
+      run,
+      items: await this.runItems(String(run.runId)),
+    }));
   }
 
   /** The run item of a run id (byResource, where runs are keyed `RUN#<runId>`). */

@@ -1,11 +1,8 @@
 import { CliError } from '../errors';
 import type { CommandResult } from '../output';
-import { AuditReader, mapLimit, type Item, type Window } from '../queries';
+import { AuditReader, mapLimit, PER_RUN_CONCURRENCY, type Item, type Window } from '../queries';
 import { inspecOf, progressLine, runStory, runSummary, timeline } from '../views';
 import { runProgress } from '../../shared/progress';
-
-/** Per-run reads run this many at a time (each a small Query on the run's own partition). */
-const CONCURRENCY = 8;
 
 const RUN_ID = /^[a-f0-9]{20}$/;
 
@@ -17,7 +14,7 @@ export const auditResource = async (reader: AuditReader, resourceId: string): Pr
     throw new CliError(`no run recorded resource ${resourceId}${hint}`);
   }
   const runIds = [...new Set(records.map((r) => String(r.runId)))];
-  const stories = await mapLimit(runIds, CONCURRENCY, async (runId) => {
+  const stories = await mapLimit(runIds, PER_RUN_CONCURRENCY, async (runId) => {
     const [run, items] = await Promise.all([reader.run(runId), reader.runItems(runId)]);
     return { runId, run, items };
   });
@@ -73,15 +70,14 @@ export const auditApp = async (
   appId: string,
   options: Window & { environment?: string; limit?: number },
 ): Promise<CommandResult> => {
-  const runs = await reader.runsOfApp(appId, options);
-  const rows = await mapLimit(runs, CONCURRENCY, async (run) => {
-    const items = await reader.runItems(String(run.runId));
-    const inspec = inspecOf(items);
-    const amis = items
+  const rows = (await reader.runsWithItems(appId, options)).map(({ run, items }) => ({
+    run,
+    items,
+    inspec: inspecOf(items),
+    amis: items
       .filter((i) => i.entity === 'RESOURCE' && i.resourceType === 'AMI')
-      .map((i) => String(i.resourceId));
-    return { run, items, inspec, amis };
-  });
+      .map((i) => String(i.resourceId)),
+  }));
   return {
     data: rows.map(({ run, items, inspec, amis }) => ({
       ...runSummary(run),
@@ -118,7 +114,7 @@ export const auditApp = async (
         ]),
       },
     ],
-    notes: [`${runs.length} run${runs.length === 1 ? '' : 's'}`],
+    notes: [`${rows.length} run${rows.length === 1 ? '' : 's'}`],
   };
 };
 

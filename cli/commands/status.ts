@@ -1,7 +1,7 @@
 import { runProgress, type StageProgress } from '../../shared/progress';
 import { CliError } from '../errors';
 import { render, type CommandResult, type Io, type OutputFormat } from '../output';
-import { mapLimit, type AuditReader, type Item, type Window } from '../queries';
+import { type AuditReader, type Item, type Window } from '../queries';
 import { progressLine, progressTable, runSummary, runTable } from '../views';
 import { secondsBetween } from '../time';
 
@@ -102,11 +102,10 @@ export const runs = async (
   appId: string,
   options: Window & { environment?: string; limit: number },
 ): Promise<CommandResult> => {
-  const found = await reader.runsOfApp(appId, options);
-  const rows = await mapLimit(found, 8, async (run) => {
-    const items = await reader.runItems(String(run.runId));
-    return { run, stages: runProgress(run, items) };
-  });
+  const rows = (await reader.runsWithItems(appId, options)).map(({ run, items }) => ({
+    run,
+    stages: runProgress(run, items),
+  }));
   return {
     data: rows.map(({ run, stages }) => ({ ...runSummary(run), stages })),
     tables: [
@@ -140,6 +139,6 @@ export const runs = async (
         ]),
       },
     ],
-    notes: [`${found.length} run${found.length === 1 ? '' : 's'} (newest first; --limit ${options.limit})`],
+    notes: [`${rows.length} run${rows.length === 1 ? '' : 's'} (newest first; --limit ${options.limit})`],
   };
 };
