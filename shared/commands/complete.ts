@@ -85,6 +85,9 @@ export const completeCommand = async (
         }),
       );
       outcome = 'FAILED';
+      // What compensation or decommission could not destroy stays up: the stage's
+      // CompensationFailures alarm counts this line (a metric filter in serverless.yml).
+      if (task.mode === 'destroy') logger.error('stack destroy failed', { runId: task.runId, commandId });
     }
   } catch (err) {
     // The execution moved on (state timeout, abort) or this token was already answered.
