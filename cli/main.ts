@@ -1,7 +1,14 @@
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TRIGGER_KINDS } from '../shared/trigger/message';
-import { auditApp, auditLive, auditRejected, auditResource, auditRun } from './commands/audit';
+import {
+  auditApp,
+  auditEnvironment,
+  auditLive,
+  auditRejected,
+  auditResource,
+  auditRun,
+} from './commands/audit';
 import { configValidate } from './commands/config';
 import { exitCodeOf, follow, runs, status, statusResult } from './commands/status';
 import { prepareTrigger, publishTrigger, type TriggerOptions } from './commands/trigger';
@@ -9,7 +16,7 @@ import { openContext, REPO_ROOT, stageConfig, type Context, type GlobalOptions }
 import { CliError, describeError } from './errors';
 import { OUTPUT_FORMATS, processIo, render, type CommandResult, type Io } from './output';
 import { AuditReader, type Item } from './queries';
-import { parseTime } from './time';
+import { parseWindow } from './time';
 
 export interface CliDeps {
   io?: Io;
@@ -18,6 +25,8 @@ export interface CliDeps {
   now?: () => Date;
   /** Pause between `--follow` polls (ms), unless --interval says otherwise. */
   pollMs?: number;
+  /** How long `--follow` / `--wait` wait for a run to end, unless --timeout says otherwise. */
+  followTimeoutMs?: number;
 }
 
 const positiveInt = (value: string): number => {
@@ -73,15 +82,26 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
     const ctx = await open(globals(cmd), { ...options, io });
     try {
       return await fn(ctx, new AuditReader(ctx.db, ctx.names.auditTable));
+    } catch (err) {
+      if (ctx.local && (err as Error).name === 'ResourceNotFoundException') {
+        const stage = ctx.stage.stage;
+        throw new CliError(
+          `the local state has no ${stage} tables: npm start ran another stage (try: npm start -- --stage ${stage})`,
+        );
+      }
+      throw err;
     } finally {
       await ctx.close();
     }
   };
   const envOf = (cmd: Command, env: string | undefined) => env ?? globals(cmd).stage;
-  const window = (opts: { since?: string; until?: string }) => ({
-    since: opts.since ? parseTime(opts.since, '--since', now()) : undefined,
-    until: opts.until ? parseTime(opts.until, '--until', now()) : undefined,
-  });
+  const window = (opts: { since?: string; until?: string }) => parseWindow(opts, now());
+  const timeout = (opts: { timeout?: number }) =>
+    opts.timeout
+      ? { timeoutMs: opts.timeout * 60_000 }
+      : deps.followTimeoutMs !== undefined
+        ? { timeoutMs: deps.followTimeoutMs }
+        : {};
   const pollMs = (opts: { interval?: number }) =>
     opts.interval ? opts.interval * 1000 : (deps.pollMs ?? 5000);
 
@@ -108,9 +128,20 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
     .option('--dry-run', 'check and print the message; upload and send nothing')
     .option('--wait', 'follow the run until it ends (exit 1 if it fails or is rejected)')
     .addOption(new Option('--interval <seconds>', 'poll interval for --wait').argParser(positiveInt))
+    .addOption(
+      new Option('--timeout <minutes>', 'give up on --wait after this long (default 1440)').argParser(
+        positiveInt,
+      ),
+    )
     .action(
       async (
-        opts: TriggerOptions & { env?: string; dryRun?: boolean; wait?: boolean; interval?: number },
+        opts: TriggerOptions & {
+          env?: string;
+          dryRun?: boolean;
+          wait?: boolean;
+          interval?: number;
+          timeout?: number;
+        },
         cmd: Command,
       ) => {
         const g = globals(cmd);
@@ -157,6 +188,7 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
             const ended = await follow(reader, String(run.appId), {
               runId: String(run.runId),
               intervalMs: pollMs(opts),
+              ...timeout(opts),
               format: g.output,
               io,
               printFinal: g.output === 'table',
@@ -180,10 +212,15 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
     .option('--run <runId>', 'this run instead of the latest')
     .option('--follow', 'keep showing progress until the run ends (exit 1 if it fails)')
     .addOption(new Option('--interval <seconds>', 'poll interval for --follow').argParser(positiveInt))
+    .addOption(
+      new Option('--timeout <minutes>', 'give up on --follow after this long (default 1440)').argParser(
+        positiveInt,
+      ),
+    )
     .action(
       async (
         app: string,
-        opts: { env?: string; run?: string; follow?: boolean; interval?: number },
+        opts: { env?: string; run?: string; follow?: boolean; interval?: number; timeout?: number },
         cmd: Command,
       ) => {
         const options = {
@@ -195,6 +232,7 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
             const ended = await follow(reader, app, {
               ...options,
               intervalMs: pollMs(opts),
+              ...timeout(opts),
               format: globals(cmd).output,
               io,
             });
@@ -285,6 +323,21 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
         );
       },
     );
+
+  audit
+    .command('env')
+    .description(
+      'everything recorded in an environment in a time window, across apps: runs with their InSpec result, and rejections',
+    )
+    .option('--env <environment>', 'the environment (default: the stage)')
+    .option('--since <time>', 'ISO time or duration back from now (default 7d)')
+    .option('--until <time>', 'ISO time or duration back from now')
+    .action(async (opts: { env?: string; since?: string; until?: string }, cmd: Command) => {
+      const range = window({ since: opts.since ?? '7d', ...(opts.until ? { until: opts.until } : {}) });
+      await withContext(cmd, async (_ctx, reader) =>
+        print(cmd, await auditEnvironment(reader, envOf(cmd, opts.env), range)),
+      );
+    });
 
   audit
     .command('live')

@@ -48,8 +48,14 @@ export const MAX_CELL = 600;
  * A cell on one line, of bounded length: a command's stderr tail (the cause of a failed stage) has
  * many lines, which would break the table's rows (and cli-table3 lays out long cells slowly).
  */
+/** C0/C1 control characters but newline: a rejected message's excerpt must not drive the terminal. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+
 const tableCell = (cell: Cell): string => {
-  const flat = text(cell).replace(/\s*\r?\n\s*/g, ' ⏎ ');
+  const flat = text(cell)
+    .replace(/\s*\r?\n\s*/g, ' ⏎ ')
+    .replace(CONTROL, '\uFFFD');
   return flat.length > MAX_CELL
     ? `${flat.slice(0, MAX_CELL)}… (+${flat.length - MAX_CELL} chars; --output json has all)`
     : flat;
@@ -67,8 +73,17 @@ export const renderTable = (table: TableData): string => {
   return table.rows.length === 0 ? `${heading}(none)` : `${heading}${view.toString()}`;
 };
 
+/**
+ * A CSV cell a spreadsheet will not run: audit strings can come from anyone allowed to publish a
+ * trigger, and a cell starting with = + - @ (or a tab/CR) is a formula to Excel and LibreOffice.
+ */
+const csvCell = (cell: Cell): string => {
+  const value = text(cell).replace(CONTROL, (c) => (c === '\t' || c === '\r' ? c : '\uFFFD'));
+  return /^[=+\-@\t\r]/.test(value) && !/^-?\d+(\.\d+)?$/.test(value) ? `'${value}` : value;
+};
+
 export const renderCsv = (table: TableData | undefined): string =>
-  table ? stringify([table.columns, ...table.rows.map((row) => row.map(text))]) : '';
+  table ? stringify([table.columns, ...table.rows.map((row) => row.map(csvCell))]) : '';
 
 export const render = (result: CommandResult, format: OutputFormat): string => {
   if (format === 'json') return `${JSON.stringify(result.data, null, 2)}\n`;

@@ -9,6 +9,18 @@ export interface Window {
   until?: string | undefined;
 }
 
+/**
+ * A sort-key condition for a time window on keys `<prefix><ISO time>…`. DynamoDB refuses an empty
+ * string as a key value (dynalite does not), so an open start is a one-sided condition.
+ */
+const sortKeyRange = (prefix: string, window: Window, attribute = 'sk') => {
+  const from = `${prefix}${window.since ?? ''}`;
+  const to = `${prefix}${window.until ?? ''}${HIGH}`;
+  return from
+    ? { condition: `${attribute} BETWEEN :from AND :to`, values: { ':from': from, ':to': to } }
+    : { condition: `${attribute} <= :to`, values: { ':to': to } };
+};
+
 /** Per-run reads run this many at a time. */
 export const PER_RUN_CONCURRENCY = 8;
 
@@ -31,13 +43,13 @@ export class AuditReader {
     options: Window & { environment?: string; limit?: number } = {},
   ): Promise<Item[]> {
     const { pk } = auditKeys.run(appId, '', '');
+    const range = sortKeyRange('RUN#', options);
     return this.query(
       {
-        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+        KeyConditionExpression: `pk = :pk AND ${range.condition}`,
         ExpressionAttributeValues: {
           ':pk': pk,
-          ':from': `RUN#${options.since ?? ''}`,
-          ':to': `RUN#${options.until ?? ''}${HIGH}`,
+          ...range.values,
           ...(options.environment ? { ':env': options.environment } : {}),
         },
         ...(options.environment
@@ -107,15 +119,28 @@ export class AuditReader {
 
   /** Rejected trigger messages of an environment, newest first. */
   async rejected(environment: string, options: Window & { limit?: number } = {}): Promise<Item[]> {
+    const range = sortKeyRange('', options);
     return this.query(
       {
-        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-        ExpressionAttributeValues: {
-          ':pk': auditKeys.rejections(environment),
-          ':from': options.since ?? '',
-          ':to': `${options.until ?? ''}${HIGH}`,
-        },
+        KeyConditionExpression: `pk = :pk AND ${range.condition}`,
+        ExpressionAttributeValues: { ':pk': auditKeys.rejections(environment), ...range.values },
         ScanIndexForward: false,
+      },
+      options.limit,
+    );
+  }
+
+  /**
+   * Everything recorded in an environment in a time window, across apps — runs, resources and
+   * rejections, oldest first (the byEnvironment index, keyed `ENV#<env>` / `<at>#<kind>#<id>`).
+   */
+  async environment(environment: string, options: Window & { limit?: number } = {}): Promise<Item[]> {
+    const range = sortKeyRange('', options, 'gsi2sk');
+    return this.query(
+      {
+        IndexName: AUDIT_INDEXES.byEnvironment,
+        KeyConditionExpression: `gsi2pk = :pk AND ${range.condition}`,
+        ExpressionAttributeValues: { ':pk': `ENV#${environment}`, ...range.values },
       },
       options.limit,
     );

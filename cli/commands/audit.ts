@@ -187,3 +187,86 @@ export const auditRejected = async (
     notes: [`${data.length} rejected`],
   };
 };
+
+/**
+ * `audit env`: every run of an environment in a window, across apps, each with its InSpec result
+ * and AMI, plus the rejected triggers — one Query on byEnvironment (runs, resources and rejections
+ * share it, keyed by time), joined here by run id.
+ */
+export const auditEnvironment = async (
+  reader: AuditReader,
+  environment: string,
+  window: Window,
+): Promise<CommandResult> => {
+  const items = await reader.environment(environment, window);
+  const runs = items.filter((i) => i.entity === 'RUN');
+  const byRun = new Map<string, Item[]>();
+  for (const item of items) {
+    if (item.entity !== 'RESOURCE') continue;
+    const list = byRun.get(String(item.runId)) ?? [];
+    list.push(item);
+    byRun.set(String(item.runId), list);
+  }
+  const rejected = items.filter((i) => i.entity === 'REJECTION');
+  const rows = runs.map((run) => {
+    const resources = byRun.get(String(run.runId)) ?? [];
+    return {
+      ...runSummary(run),
+      amiIds: resources.filter((r) => r.resourceType === 'AMI').map((r) => String(r.resourceId)),
+      inspec: inspecOf(resources) ?? null,
+    };
+  });
+  return {
+    data: {
+      environment,
+      window,
+      runs: rows,
+      rejected: rejected.map((r) => ({
+        receivedAt: r.receivedAt,
+        messageId: r.messageId,
+        appId: r.appId,
+        violations: r.violations,
+      })),
+    },
+    tables: [
+      {
+        title: `runs in ${environment}${window.since ? ` since ${window.since}` : ''}${window.until ? ` until ${window.until}` : ''}`,
+        columns: [
+          'started',
+          'app',
+          'run',
+          'version',
+          'requested by',
+          'status',
+          'failed stage',
+          'AMI',
+          'InSpec (pass/fail/skip)',
+          'report',
+        ],
+        rows: rows.map((r) => [
+          r.startedAt as string,
+          r.appId as string,
+          r.runId as string,
+          r.version as string,
+          r.requestedBy as string,
+          r.status as string,
+          r.failedStage as string | undefined,
+          r.amiIds.join(' '),
+          r.inspec ? `${r.inspec.passed}/${r.inspec.failed}/${r.inspec.skipped}` : '',
+          r.inspec?.report,
+        ]),
+      },
+      {
+        title: `rejected triggers in ${environment}`,
+        columns: ['received', 'message', 'app', 'violations'],
+        rows: rejected.map((r) => [
+          String(r.receivedAt),
+          String(r.messageId),
+          r.appId === undefined ? '' : String(r.appId),
+          ((r.violations as string[] | undefined) ?? []).join('; '),
+        ]),
+      },
+    ],
+    notes: [`${rows.length} run${rows.length === 1 ? '' : 's'}, ${rejected.length} rejected`],
+  };
+};

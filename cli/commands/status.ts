@@ -43,6 +43,15 @@ export const statusResult = (run: Item, stages: StageProgress[]): CommandResult 
   };
 };
 
+/**
+ * How long `--follow` waits by default: longer than any run can take (the lock's six-hour wait plus
+ * the longest stage timeouts); a run still RUNNING then has lost its execution (stopped by hand, or
+ * its failure could not be recorded).
+ */
+export const DEFAULT_FOLLOW_TIMEOUT_MS = 24 * 3600_000;
+
+const minutes = (ms: number) => Math.round(ms / 60_000);
+
 /** Exit code of a finished run: 0 succeeded, 1 failed (and still running: 0, it has not failed). */
 export const exitCodeOf = (run: Item): 0 | 1 => (run.status === 'FAILED' ? 1 : 0);
 
@@ -65,10 +74,27 @@ export const follow = async (
     io: Io;
     /** Print the answer when the run ends (the caller may print its own). */
     printFinal?: boolean;
+    /** Give up (exit 1) when the run has not ended after this long. */
+    timeoutMs?: number;
   },
 ): Promise<{ run: Item; stages: StageProgress[] }> => {
   const { io } = options;
-  const runId = String((await findRun(reader, appId, options)).runId);
+  const started = Date.now();
+  const timeoutMs = options.timeoutMs ?? DEFAULT_FOLLOW_TIMEOUT_MS;
+  const pause = () => new Promise((resolve) => setTimeout(resolve, options.intervalMs));
+  const outOfTime = () => Date.now() - started >= timeoutMs;
+  // A run named by id may not be recorded yet: PreProvision writes it once the run holds the lock.
+  let first = options.runId ? await reader.run(options.runId) : await findRun(reader, appId, options);
+  while (!first && options.runId) {
+    if (outOfTime())
+      throw new CliError(`run ${options.runId} has not started after ${minutes(timeoutMs)} min`);
+    io.err(`waiting for run ${options.runId} to start (it may be waiting for the lock)`);
+    await pause();
+    first = await reader.run(options.runId);
+  }
+  if (!first || first.appId !== appId)
+    throw new CliError(`no run ${options.runId} of ${appId} in the audit table`);
+  const runId = String(first.runId);
   const live = io.isTTY && options.format === 'table' && options.printFinal !== false;
   const seen = new Map<string, string>();
   let drawn = 0;
@@ -92,7 +118,12 @@ export const follow = async (
       if (done && options.printFinal !== false) io.out(render(statusResult(run, stages), options.format));
     }
     if (done) return { run, stages };
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
+    if (outOfTime()) {
+      throw new CliError(
+        `run ${runId} is still RUNNING after ${minutes(timeoutMs)} min (see its execution: ${String(run.executionArn)})`,
+      );
+    }
+    await pause();
   }
 };
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import {
   baseImageUpdateSchema,
@@ -149,15 +149,12 @@ export const prepareTrigger = async (
 const refused = (violations: string[]) =>
   new CliError(`trigger refused, nothing sent: ${violations.join('; ')}`, 2);
 
-/** Uploads what is not there yet (keys are content-addressed: an existing key holds the same bytes). */
+/**
+ * Uploads one input. Keys are content-addressed (`…-<sha256 prefix>`), so writing the same key
+ * again writes the same bytes: no existence check, which would need s3:GetObject/ListBucket that a
+ * publishing role has no reason to hold.
+ */
 const upload = async (s3: S3Client, bucket: string, item: Upload) => {
-  try {
-    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: item.key }));
-    return;
-  } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if ((err as Error).name !== 'NotFound' && status !== 404) throw err;
-  }
   await s3.send(
     new PutObjectCommand({
       Bucket: bucket,

@@ -113,17 +113,33 @@ export const stageConfigSchema = z.strictObject({
 });
 
 /** The lock must outlive the longest run the stage's timeouts allow, or a live run could lose it. */
-export const LOCK_MARGIN_SECONDS = 3600;
+export const LOCK_MARGIN_SECONDS = 7200;
+
+/** An app's traffic shift: at most this many steps, each soaking at most this long (app config). */
+export const TRAFFIC_MAX_STEPS = 10;
+export const TRAFFIC_MAX_SOAK_SECONDS = 3600;
+
+/**
+ * The longest a run can hold its lock: bake, provision and validate at their timeouts, the longest
+ * traffic shift an app may ask for, and on failure the green stack's destroy (a provision command),
+ * plus a margin for the short stages (smoke test, distribute, each traffic step's checks,
+ * compensation's own Lambda).
+ */
+export const longestRunSeconds = (commands: StageConfig['commands']): number =>
+  commands.bake.timeoutSeconds +
+  commands.provision.timeoutSeconds +
+  commands.validate.timeoutSeconds +
+  TRAFFIC_MAX_STEPS * TRAFFIC_MAX_SOAK_SECONDS +
+  commands.provision.timeoutSeconds +
+  LOCK_MARGIN_SECONDS;
 
 export const checkedStageConfigSchema = stageConfigSchema.superRefine((config, issue) => {
-  const { bake, provision, validate } = config.commands;
-  const longestRun =
-    bake.timeoutSeconds + provision.timeoutSeconds + validate.timeoutSeconds + LOCK_MARGIN_SECONDS;
+  const longestRun = longestRunSeconds(config.commands);
   if (config.lock.ttlSeconds < longestRun) {
     issue.addIssue({
       code: 'custom',
       path: ['lock', 'ttlSeconds'],
-      message: `must be at least ${longestRun} (the bake, provision and validate timeouts plus ${LOCK_MARGIN_SECONDS} s)`,
+      message: `must be at least ${longestRun} (the longest run: bake, provision and validate timeouts, ${TRAFFIC_MAX_STEPS} traffic steps of ${TRAFFIC_MAX_SOAK_SECONDS} s, a stack destroy, plus ${LOCK_MARGIN_SECONDS} s)`,
     });
   }
 });

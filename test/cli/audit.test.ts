@@ -29,7 +29,8 @@ describe('ami-pipeline audit', () => {
     console.log(
       `seeded ${env.seed.runs.length} runs, ${env.seed.items} items in ${(env.seedMs / 1000).toFixed(1)} s`,
     );
-  });
+    // About 11 s on an idle 2-core machine; generous, as seeding shares the machine with other suites.
+  }, 240_000);
 
   afterAll(async () => {
     await env?.stop();
@@ -544,6 +545,52 @@ describe('ami-pipeline audit', () => {
 
       expect(code).toBe(0);
       expect(json()).toEqual([]);
+    });
+  });
+
+  describe('audit env', () => {
+    it('answers every run of an environment in a window, across apps, with its InSpec result and the rejections: one paginated Query on byEnvironment', async () => {
+      const prod = seed()
+        .runs.filter((r) => r.environment === 'prod')
+        .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.runId.localeCompare(b.runId));
+      const since = (prod[300] as SeededRun).startedAt;
+      const until = (prod[700] as SeededRun).startedAt;
+      const expected = prod.filter((r) => r.startedAt >= since && r.startedAt <= until);
+      const rejected = seed().rejections.filter(
+        (r) => r.environment === 'prod' && r.receivedAt >= since && r.receivedAt <= until,
+      );
+
+      const { code, json, requests } = await audit([
+        'audit',
+        'env',
+        '--env',
+        'prod',
+        '--since',
+        since,
+        '--until',
+        until,
+        '--output',
+        'json',
+      ]);
+
+      expect(code).toBe(0);
+      const answer = json() as {
+        runs: { runId: string; requestedBy: string; status: string; inspec: unknown; amiIds: string[] }[];
+        rejected: { messageId: string }[];
+      };
+      expect(answer.runs.map((r) => r.runId)).toEqual(expected.map((r) => r.runId));
+      // Resources recorded before the window closed carry their run's InSpec result and AMI.
+      for (const [i, run] of expected.entries()) {
+        const row = answer.runs[i];
+        expect(row).toMatchObject({ requestedBy: run.requestedBy, status: run.status });
+        if (run.finishedAt && run.finishedAt <= until) {
+          expect(row?.inspec).toEqual(run.inspec ?? null);
+          expect(row?.amiIds).toEqual(run.amiId ? [run.amiId] : []);
+        }
+      }
+      expect(answer.rejected.map((r) => r.messageId).sort()).toEqual(rejected.map((r) => r.messageId).sort());
+      expect(requests.every((r) => r.input.IndexName === 'byEnvironment')).toBe(true);
+      expect(requests.length).toBeGreaterThan(1); // more than one page, followed
     });
   });
 

@@ -111,7 +111,7 @@ describe('ami-pipeline', () => {
 
       expect(code).toBe(2);
       expect(stderr).toHaveLength(1);
-      expect(stderr[0]).toContain('--since: "yesterday" must be an ISO-8601 date or time');
+      expect(stderr[0]).toContain('--since: "yesterday" must be a date');
     });
   });
 

@@ -516,6 +516,45 @@ describe('ami-pipeline runs and status', () => {
       expect(code).toBe(1);
     });
 
+    it('waits for a run named by --run that has not started yet (it may be queued behind the lock)', async () => {
+      const runId = runIdFor('late-app', 'dev', 'build-1');
+      const capture = captureIo(false);
+      let run: SeededRun | undefined;
+      const moves = driver(capture, [
+        [
+          new RegExp(`waiting for run ${runId} to start`),
+          async () => {
+            run = await writeRun('late-app', 'build-1', { at: 0 });
+            await failRun(run, 'Bake', 'BakeFailedError', 'bake command ended Failed');
+          },
+        ],
+      ]);
+
+      const { code } = await command(['status', 'late-app', '--run', runId, '--follow'], capture);
+
+      expect(await moves.finished()).toEqual({ stepsTaken: 1, errors: [] });
+      expect(run?.runId).toBe(runId);
+      expect(code).toBe(1);
+    }, 30_000);
+
+    it('gives up on a run that never ends, with one line and exit 1', async () => {
+      const run = await writeRun('stuck-app', 'build-1', { at: 0 });
+
+      // The default budget is 24 h (--timeout <minutes> sets it); here it is spent at once.
+      const { code, stderr } = await cli(
+        ['status', 'stuck-app', '--run', run.runId, '--follow'],
+        { ...deps, followTimeoutMs: 0 },
+        captureIo(false),
+      );
+
+      expect(code).toBe(1);
+      expect(stderr.at(-1)).toMatch(
+        new RegExp(
+          `^ami-pipeline: run ${run.runId} is still RUNNING after 0 min \\(see its execution: arn:aws:states:`,
+        ),
+      );
+    });
+
     it('on a terminal, draws a finished run once on stdout, nothing on stderr', async () => {
       const failed = pick((r) => r.failedStage === 'TrafficShift');
       const capture = captureIo(true);

@@ -295,6 +295,13 @@ export const expectQueriesOnly = (requests: readonly WireRequest[], allowed: str
   expect(operations).not.toContain('BatchExecuteStatement');
   expect(operations).not.toContain('ExecuteTransaction');
   for (const operation of operations) expect(allowed).toContain(operation);
+  // DynamoDB refuses an empty string as a key condition value (dynalite accepts it): never send one.
+  const emptyValues = requests
+    .filter((r) => r.operation === 'Query')
+    .flatMap((r) => Object.entries((r.input.ExpressionAttributeValues ?? {}) as Record<string, unknown>))
+    .filter(([, value]) => JSON.stringify(value) === '{"S":""}')
+    .map(([name]) => name);
+  expect(emptyValues).toEqual([]);
   return operations;
 };
 

@@ -65,13 +65,12 @@ export const describeAuditorRole = (getStack: () => PackagedStack): void => {
       });
     });
 
-    it('allows exactly DescribeStacks on its stack, Query and GetItem on the audit table, reading the reports and the stage key through DynamoDB and S3', () => {
+    it('allows exactly DescribeStacks on its stack, Query on the audit table and its indexes, reading the reports and the stage key through DynamoDB and S3', () => {
       const grants = grantLines(statements());
 
       expect(grants).toEqual(
         [
           `cloudformation:DescribeStacks ${STACK}`,
-          `dynamodb:GetItem ${TABLE}`,
           ...[TABLE, ...INDEXES].map((resource) => `dynamodb:Query ${resource}`),
           `s3:GetObject ${OBJECTS}`,
           `s3:ListBucket ${BUCKET}`,

@@ -25,6 +25,7 @@ import {
   statesWithin,
   successPath,
 } from './asl';
+import { describeAlarms } from './alarms';
 import { AUDITOR_ROLE_ID, describeAuditorRole } from './auditor';
 import {
   actionMatches,
@@ -1070,6 +1071,7 @@ describe('the packaged CloudFormation template', () => {
     });
 
     describeAuditorRole(() => stack);
+    describeAlarms(() => stack);
 
     describe('functions', () => {
       it('runs every function on nodejs22.x and arm64 with active tracing, each with a role of its own', () => {

@@ -52,7 +52,7 @@ describe('stage config', () => {
       logRetentionDays: 30,
       kms: { pendingWindowDays: 7 },
       trigger: { maxMessageBytes: 65536 },
-      lock: { ttlSeconds: 43200 },
+      lock: { ttlSeconds: 86400 },
       stateMachine: { logLevel: 'ALL' },
       builder: { targets: { tag: { key: 'ami-pipeline:builder', value: 'dev' } } },
       commands: {
@@ -416,13 +416,13 @@ describe('stage config: who may assume the auditor role', () => {
 });
 
 describe('stage config: the lock outlives a run', () => {
-  it('rejects a lock TTL shorter than the bake, provision and validate timeouts plus an hour, naming the field', () => {
+  it('rejects a lock TTL shorter than the longest run (timeouts, the longest traffic shift, a destroy, an hour), naming the field', () => {
     const parsed = checkedStageConfigSchema.safeParse({ ...stageFile('qa'), lock: { ttlSeconds: 600 } });
 
     expect(parsed.success).toBe(false);
     expect(parsed.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
       expect.stringMatching(
-        /^lock\.ttlSeconds: must be at least \d+ \(the bake, provision and validate timeouts plus 3600 s\)$/,
+        /^lock\.ttlSeconds: must be at least \d+ \(the longest run: bake, provision and validate timeouts, 10 traffic steps of 3600 s, a stack destroy, plus 7200 s\)$/,
       ),
     ]);
   });
