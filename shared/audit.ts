@@ -116,7 +116,18 @@ export class AuditRepository {
     );
   }
 
-  async recordEvent(event: RunEvent): Promise<void> {
+  /**
+   * Records an event once per (run, type, id): a retried step (a Lambda retry after a lost
+   * answer, a redelivered completion, a retried state) finds the event its first attempt wrote
+   * and keeps that one, timestamp included, instead of adding a second under a new time. The check
+   * is a strongly consistent read of the run's own events (a few dozen items), or `known`: the
+   * run's events as the caller has just read them (eventsOf).
+   */
+  async recordEvent(event: RunEvent, known?: readonly Record<string, unknown>[]): Promise<void> {
+    const recorded = known
+      ? known.some((i) => i.type === event.type && i.id === event.id)
+      : await this.hasEvent(event);
+    if (recorded) return;
     await this.putOnce(
       {
         pk: auditKeys.runEvents(event.runId),
@@ -157,6 +168,18 @@ export class AuditRepository {
     return Items?.[0];
   }
 
+  /** The run id of an app's live release in an environment, if it has one (consistent read). */
+  async liveRunId(environment: string, appId: string): Promise<string | undefined> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: auditKeys.live(environment, appId),
+        ConsistentRead: true,
+      }),
+    );
+    return typeof out?.Item?.runId === 'string' ? out.Item.runId : undefined;
+  }
+
   /** Every app's live release in an environment (one Query on `LIVE#<env>`, all pages). */
   async liveReleases(environment: string): Promise<Record<string, unknown>[]> {
     return this.queryAll({
@@ -176,6 +199,31 @@ export class AuditRepository {
   /** A run's events, oldest first. */
   async eventsOf(runId: string): Promise<Record<string, unknown>[]> {
     return this.queryRun(runId, 'EVENT#');
+  }
+
+  /** Whether the run already has this event (same type and id; an event without id is one per type). */
+  private async hasEvent(event: RunEvent): Promise<boolean> {
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        FilterExpression: event.id === undefined ? '#type = :type' : '#type = :type AND #id = :id',
+        ExpressionAttributeNames: { '#type': 'type', ...(event.id === undefined ? {} : { '#id': 'id' }) },
+        ExpressionAttributeValues: {
+          ':pk': auditKeys.runEvents(event.runId),
+          ':prefix': 'EVENT#',
+          ':type': event.type,
+          ...(event.id === undefined ? {} : { ':id': event.id }),
+        },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) {
+      // Checked here too: the filter is the table's, the decision is ours.
+      if ((page?.Items ?? []).some((i) => i.type === event.type && i.id === event.id)) return true;
+    }
+    return false;
   }
 
   /** Every item of a run's partition whose sort key starts with `prefix`, all pages. */

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { AuditRepository } from './audit';
 import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
+import { findUnrecordedCommands } from './commands/unrecorded';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
 import type { LogSubscriptionDetail } from './release/log-export';
@@ -81,8 +82,7 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
     fn: () => Promise<unknown>,
     gone: RegExp = GONE,
   ) => {
-    try {
-      if ((await fn()) === false) return;
+    const recordUndone = async (note?: string) => {
       undone++;
       await deps.audit.recordEvent({
         runId,
@@ -90,10 +90,20 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
         stage: 'Compensate',
         at: deps.now().toISOString(),
         id: `${action}#${resource}`,
-        detail: { action, resource, failedStage: input.failure.stage },
+        detail: { action, resource, failedStage: input.failure.stage, ...(note ? { note } : {}) },
       });
+    };
+    try {
+      if ((await fn()) === false) return;
+      await recordUndone();
     } catch (err) {
-      if (gone.test(errorName(err))) return; // already gone: nothing left to undo
+      if (gone.test(errorName(err))) {
+        // Gone on the SDK's retry of this very call: the attempt whose answer was lost (a timeout)
+        // removed it, and that is this compensation's work to record. Gone at the first attempt:
+        // it was already gone, nothing left to undo.
+        if (sdkAttempts(err) > 1) await recordUndone('the answer was lost; found gone when retried');
+        return;
+      }
       failed.push({ action, resource, error: `${errorName(err)}: ${errorMessage(err)}` });
       await deps.audit
         .recordEvent({
@@ -110,6 +120,28 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
     }
   };
 
+  // Never undo a live release. RecordRelease turns its own errors after the pointer moved into
+  // ReleaseLiveError (not compensated), but a worker that dies or times out there reaches this
+  // state as Lambda.Unknown: nothing is touched, and the run is reported for a person to look at.
+  if ((await deps.audit.liveRunId(input.run.environment, input.run.appId)) === runId) {
+    const error = 'ReleaseLiveError: the release is live (its LIVE item names this run); nothing was undone';
+    await deps.audit.recordEvent({
+      runId,
+      type: 'UNDO_FAILED',
+      stage: 'Compensate',
+      at: deps.now().toISOString(),
+      id: `COMPENSATE#${runId}`,
+      detail: { action: 'COMPENSATE', resource: runId, error },
+    });
+    logger.error('compensation refused: the release is live', { runId, failedStage: input.failure.stage });
+    return {
+      status: 'INCOMPLETE',
+      undone: 0,
+      failed: [{ action: 'COMPENSATE', resource: runId, error }],
+      needsStackDestroy: false,
+    };
+  }
+
   let needsStackDestroy = false;
   for (const step of COMMAND_STEPS) {
     const task = await deps.tasks.get(runId, step);
@@ -118,6 +150,20 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
     // (no command id after a crash) may have: destroying a stack that does not exist is harmless.
     if (step === 'provision' && task.mode === 'apply' && task.outcome !== 'NOT_SENT')
       needsStackDestroy = true;
+    if (task.status === 'PENDING' && !task.commandId) {
+      // The worker died between SendCommand and recording the command id (or lost SendCommand's
+      // answer): its command runs unknown to the coordination table. Found by its Comment.
+      for (const command of await findUnrecordedCommands(deps, task)) {
+        const commandId = command.CommandId as string;
+        await attempt('CANCEL_COMMAND', commandId, async () => {
+          if (!NOT_ENDED_STATUSES.has(command.Status ?? '')) return false;
+          await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+          return true;
+        });
+      }
+      // Nothing will report on this task any more: take it off the reconciler's pending list.
+      await deps.tasks.complete(task, 'CANCELLED/compensation');
+    }
     if (task.status === 'PENDING' && task.commandId) {
       const commandId = task.commandId;
       await attempt('CANCEL_COMMAND', commandId, async () => {
@@ -171,6 +217,12 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
   return output;
 };
 
+/** How many attempts the SDK made for a call that failed (its retry middleware counts them). */
+const sdkAttempts = (err: unknown): number => {
+  const attempts = (err as { $metadata?: { attempts?: unknown } } | undefined)?.$metadata?.attempts;
+  return typeof attempts === 'number' ? attempts : 1;
+};
+
 /** Runs one undo step and records it; see `compensate`. */
 export type UndoStep = (
   action: string,
@@ -206,6 +258,12 @@ export const removeRunImages = async (
       .send(new DescribeImagesCommand({ ImageIds: [amiId] }))
       .catch((err: unknown) => (GONE.test(errorName(err)) ? { Images: [] } : Promise.reject(err)));
     for (const image of found) {
+      // Only what this run made: a bake result naming another app's AMI must not get it removed
+      // (Distribute refuses such an image; the inventory may still hold its id).
+      if (!image.Tags?.some((t) => t.Key === 'ami-pipeline:run-id' && t.Value === runId)) {
+        logger.warn('not deregistering an image this run did not make', { runId, amiId });
+        continue;
+      }
       for (const snapshotId of snapshotsOf(image)) snapshots.add(snapshotId);
       await attempt('DEREGISTER_IMAGE', amiId, () =>
         deps.ec2.send(new DeregisterImageCommand({ ImageId: amiId })),

@@ -95,6 +95,14 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
     });
 
   let image = await currentImage(input, deps);
+  // The bake's result.json names the AMI; only an image this run made (tagged with its run id at
+  // creation) may be tagged, shared, granted and later removed — never another app's.
+  const madeBy = image.Tags?.find((t) => t.Key === RUN_ID_TAG)?.Value;
+  if (madeBy !== input.run.runId) {
+    throw new DistributionFailedError(
+      `bake.amiId: ${String(image.ImageId)} was not made by this run (its ${RUN_ID_TAG} tag is ${madeBy === undefined ? 'missing' : `"${madeBy}"`})`,
+    );
+  }
   if (!encryptedWith(image, deps.kmsKeyArn)) {
     image = await replaceWithEncryptedCopy(image, input, config.platform.tags, deps, record);
   }
@@ -147,6 +155,8 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
   logger.info('AMI distributed', { amiId, account, snapshots: snapshotIds.length });
   return { amiId, snapshotIds, region: input.bake.region, sharedWith: account, grantId: grant.GrantId };
 };
+
+const RUN_ID_TAG = 'ami-pipeline:run-id';
 
 const describeImage = async (ec2: EC2Client, amiId: string): Promise<Image | undefined> => {
   try {

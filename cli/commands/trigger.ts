@@ -121,7 +121,7 @@ export const prepareTrigger = async (
     sha256 = digest;
     const base = path
       .basename(artifactUri)
-      .replace(/[^A-Za-z0-9!_.*'()-]/g, '_')
+      .replace(/[^A-Za-z0-9!_.*()-]/g, '_')
       .slice(0, 100);
     const key = `${prefix}/artifact-${digest.slice(0, 16)}-${base}`;
     uploads.push({ file: artifactUri, key, sha256: digest });

@@ -111,14 +111,25 @@ export const provisionResultSchema = z.strictObject({
     .regex(/^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup\/[A-Za-z0-9-]+\/[a-f0-9]+$/),
   // A DNS name; a port is accepted for ALB stand-ins reached by address (the local harness).
   albDns: z.string().regex(/^[A-Za-z0-9.-]{1,255}(:[0-9]{1,5})?$/),
-  terraformStateVersion: z.string().min(1).max(1024),
+  // An S3 version id, as provision.sh checks it before writing it here.
+  terraformStateVersion: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,1024}$/, 'must be an S3 version id (1-1024 of [A-Za-z0-9._-])'),
 });
 
 export const validateResultSchema = z.strictObject({
   passed: z.number().int().min(0),
   failed: z.number().int().min(0),
   skipped: z.number().int().min(0),
-  reportKey: z.string().regex(/^[A-Za-z0-9!_.*'()/-]{1,1024}$/),
+  // The InSpec report's key in the reports bucket (`<stage>/<appId>/<runId>/validate/…`): recorded
+  // for auditors as s3://<reports>/<reportKey>, so no quote or `.`/`..` segment may point elsewhere.
+  reportKey: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,31}$/, 'must be an S3 key of [A-Za-z0-9_.-] segments')
+    .max(1024)
+    .refine((key) => !key.split('/').some((segment) => segment === '.' || segment === '..'), {
+      error: 'must not contain "." or ".." path segments',
+    }),
 });
 
 /** For `mode: destroy` the provision document writes only this. */

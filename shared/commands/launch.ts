@@ -4,10 +4,14 @@ import {
   paginateDescribeInstanceInformation,
   ListCommandsCommand,
   SendCommandCommand,
+  type Command,
+  type SendCommandCommandInput,
+  type SendCommandCommandOutput,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
+import type { FinalizeRequestMiddleware } from '@smithy/types';
 import type { StageConfig } from '../config/stage';
-import { InvalidTaskInputError, NoBuilderAvailableError } from '../errors';
+import { errorName, InvalidTaskInputError, NoBuilderAvailableError } from '../errors';
 import { logger } from '../logger';
 import {
   documentName,
@@ -18,6 +22,7 @@ import {
   RUNNING_STATUSES,
 } from './contract';
 import type { TaskStore } from './tasks';
+import { commandComment, findUnrecordedCommands } from './unrecorded';
 
 export interface LaunchRequest {
   step: CommandStep;
@@ -66,18 +71,26 @@ export const launchCommand = async (
   checkParameters(step, parameters);
 
   const existing = await deps.tasks.get(run.runId, step);
-  if (
-    existing?.status === 'PENDING' &&
-    existing.commandId &&
-    existing.instanceId &&
-    existing.mode === req.mode
-  ) {
+  if (existing?.commandId && existing.instanceId && existing.mode === req.mode) {
     const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: existing.commandId }));
+    const status = Commands?.[0]?.Status ?? '';
     if (
-      RUNNING_STATUSES.has(Commands?.[0]?.Status ?? '') &&
+      existing.status === 'PENDING' &&
+      RUNNING_STATUSES.has(status) &&
       (await deps.tasks.adopt(run.runId, step, existing.commandId, req.taskToken))
     ) {
       logger.info('adopted the running command of an earlier attempt', {
+        step,
+        commandId: existing.commandId,
+      });
+      return { commandId: existing.commandId, instanceId: existing.instanceId, adopted: true };
+    }
+    // The earlier attempt's command already succeeded, but its answer went to a token Step
+    // Functions had given up on (that attempt failed after SendCommand). Its result stands: the
+    // task waits again, for this token, and the reconciler's next run completes it from the
+    // command's result.json instead of a second build (a second AMI).
+    if (status === 'Success' && (await deps.tasks.reopen(existing, req.taskToken))) {
+      logger.info('reusing the succeeded command of an earlier attempt', {
         step,
         commandId: existing.commandId,
       });
@@ -101,30 +114,30 @@ export const launchCommand = async (
   await deps.tasks.putPending(task);
 
   const prefix = parameters.resultPrefix;
-  const sent = await deps.ssm
-    .send(
-      new SendCommandCommand({
-        DocumentName: documentName(deps.stage.stage, step),
-        InstanceIds: [instanceId],
-        Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
-        // Identifies the command without the coordination table (e.g. after a crash right here).
-        Comment: `ami-pipeline ${run.runId} ${step} ${req.mode}`,
-        TimeoutSeconds: 600, // delivery: a builder that is not reachable within 10 minutes fails the command
-        MaxConcurrency: '1',
-        MaxErrors: '0',
-        OutputS3BucketName: deps.artifactsBucket,
-        OutputS3KeyPrefix: `${prefix}/ssm-output`,
-        CloudWatchOutputConfig: {
-          CloudWatchLogGroupName: deps.commandLogGroup,
-          CloudWatchOutputEnabled: true,
-        },
-      }),
-    )
-    .catch(async (err: unknown) => {
-      // Nothing was sent: close the task so the reconciler stops waiting for a command that never was.
-      await deps.tasks.complete({ ...task, status: 'PENDING' }, 'NOT_SENT');
-      throw err;
-    });
+  const sent = await sendOnce(
+    new SendCommandCommand({
+      DocumentName: documentName(deps.stage.stage, step),
+      InstanceIds: [instanceId],
+      Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
+      // Identifies the command without the coordination table (e.g. after a crash right here).
+      Comment: commandComment(run.runId, step, req.mode),
+      TimeoutSeconds: 600, // delivery: a builder that is not reachable within 10 minutes fails the command
+      MaxConcurrency: '1',
+      MaxErrors: '0',
+      OutputS3BucketName: deps.artifactsBucket,
+      OutputS3KeyPrefix: `${prefix}/ssm-output`,
+      CloudWatchOutputConfig: {
+        CloudWatchLogGroupName: deps.commandLogGroup,
+        CloudWatchOutputEnabled: true,
+      },
+    }),
+    task,
+    deps,
+  ).catch(async (err: unknown) => {
+    // Nothing was sent: close the task so the reconciler stops waiting for a command that never was.
+    await deps.tasks.complete({ ...task, status: 'PENDING' }, 'NOT_SENT');
+    throw err;
+  });
   const commandId = sent.Command?.CommandId;
   if (!commandId) throw new Error(`SendCommand for ${step} returned no command id`);
   try {
@@ -138,6 +151,50 @@ export const launchCommand = async (
   }
   logger.info('command started', { step, mode: req.mode, commandId, instanceId, executionTimeout });
   return { commandId, instanceId, adopted: false };
+};
+
+/**
+ * SendCommand, at most one command per attempt of the stage. SendCommand has no idempotency token:
+ * when an answer is lost (a timeout, a connection reset after the request arrived) the SDK's retry
+ * would start a second build. So before each retry, and once more when the SDK gives up, the
+ * command this attempt may already have started is looked for by its Comment and taken instead.
+ */
+const sendOnce = async (
+  command: SendCommandCommand,
+  task: { runId: string; step: CommandStep; mode: string; createdAt: string },
+  deps: LaunchDeps,
+): Promise<{ Command?: Command | undefined }> => {
+  let attempts = 0;
+  const adoptLost: FinalizeRequestMiddleware<SendCommandCommandInput, SendCommandCommandOutput> =
+    (next) => async (args) => {
+      attempts += 1;
+      if (attempts > 1) {
+        const [started] = await findUnrecordedCommands(deps, task);
+        if (started) {
+          logger.warn('SendCommand answer was lost; taking the command it started', {
+            commandId: started.CommandId,
+          });
+          return { output: { Command: started, $metadata: {} }, response: undefined };
+        }
+      }
+      return next(args);
+    };
+  command.middlewareStack.add(adoptLost, {
+    step: 'finalizeRequest',
+    priority: 'low',
+    name: 'adoptLostSendCommand',
+  });
+  try {
+    return await deps.ssm.send(command);
+  } catch (err) {
+    const [started] = await findUnrecordedCommands(deps, task).catch(() => []);
+    if (!started) throw err;
+    logger.warn('SendCommand failed but started a command; taking it', {
+      commandId: started.CommandId,
+      error: errorName(err),
+    });
+    return { Command: started };
+  }
 };
 
 const checkParameters = (step: CommandStep, parameters: Record<string, string>): void => {

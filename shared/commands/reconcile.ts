@@ -74,8 +74,16 @@ const executionRunning = async (task: CommandTask, deps: CompletionDeps): Promis
 };
 
 const cancel = async (task: CommandTask, deps: CompletionDeps, why: string): Promise<ReconcileAction> => {
-  await deps.ssm.send(new CancelCommandCommand({ CommandId: task.commandId }));
+  // The task first, conditionally on the token read: a retried state may have adopted the command
+  // meanwhile (a new token on the task), and then the command is no longer orphaned and must run on.
   if (await deps.tasks.complete(task, `CANCELLED/${why}`)) {
+    try {
+      await deps.ssm.send(new CancelCommandCommand({ CommandId: task.commandId }));
+    } catch (err) {
+      // Pending again, so the next scheduled run tries once more.
+      await deps.tasks.reopen(task, task.taskToken);
+      throw err;
+    }
     await deps.audit.recordEvent({
       runId: task.runId,
       type: 'COMMAND_CANCELLED_BY_RECONCILER',
@@ -84,12 +92,12 @@ const cancel = async (task: CommandTask, deps: CompletionDeps, why: string): Pro
       id: task.commandId ?? 'none',
       detail: { commandId: task.commandId, reason: why },
     });
+    logger.warn('cancelled an orphaned command', {
+      runId: task.runId,
+      step: task.step,
+      commandId: task.commandId,
+      why,
+    });
   }
-  logger.warn('cancelled an orphaned command', {
-    runId: task.runId,
-    step: task.step,
-    commandId: task.commandId,
-    why,
-  });
   return 'CANCELLED';
 };

@@ -91,6 +91,36 @@ export class TaskStore {
     }
   }
 
+  /**
+   * A retried state takes over the finished command of an earlier attempt: the task is pending
+   * again, for the new token, until a completion (the reconciler's) answers it from the command.
+   */
+  async reopen(task: CommandTask, taskToken: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: taskKey(task.runId, task.step),
+          UpdateExpression:
+            'SET taskToken = :token, #status = :pending, pendingPk = :pendingPk, pendingSk = :pendingSk REMOVE outcome',
+          ConditionExpression: 'commandId = :cid',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':token': taskToken,
+            ':pending': 'PENDING',
+            ':pendingPk': 'PENDING',
+            ':pendingSk': `${task.createdAt}#${task.runId}#${task.step}`,
+            ':cid': task.commandId,
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
   async setCommand(task: CommandTask, commandId: string, instanceId: string): Promise<void> {
     await this.db.send(
       new UpdateCommand({
@@ -112,6 +142,14 @@ export class TaskStore {
         },
       }),
     );
+  }
+
+  /** Whether some attempt recorded this command (its `COMMAND#` pointer exists). */
+  async isRecorded(commandId: string): Promise<boolean> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: commandKey(commandId), ConsistentRead: true }),
+    );
+    return out?.Item !== undefined;
   }
 
   async findByCommand(commandId: string): Promise<CommandTask | undefined> {

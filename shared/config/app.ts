@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { APP_ID_PATTERN } from '../trigger/message';
-import { LOG_RETENTION_DAYS } from './stage';
+import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './stage';
 
 const AWS_ACCOUNT_ID = /^\d{12}$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;
@@ -9,6 +9,10 @@ const LOG_GROUP_NAME = /^[A-Za-z0-9_\-/.#]{1,512}$/;
 const CHEF_RUN_LIST_ITEM = /^(recipe|role)\[[A-Za-z0-9_:.-]+\]$/;
 const TAG_KEY = /^[A-Za-z0-9 _.:/=+@-]{1,128}$/;
 const TAG_VALUE = /^[A-Za-z0-9 _.:/=+@-]{0,256}$/;
+/** As the validate script's PROFILE_RE: a name, or relative path, of a vendored profile. */
+const INSPEC_PROFILE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+/** As the provision script's HEALTH_CHECK_PATH_RE: what the builder accepts, length included. */
+const HEALTH_CHECK_PATH = /^\/[A-Za-z0-9._~\-/]{0,255}$/;
 
 /**
  * The app config written by application teams (`config/apps/*.yml`, or inline in the trigger).
@@ -42,14 +46,27 @@ export const appConfigSchema = z.strictObject({
       minSize: z.number().int().min(0),
       maxSize: z.number().int().min(1),
       port: z.number().int().min(1).max(65535),
-      healthCheckPath: z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must be an absolute URL path'),
+      healthCheckPath: z
+        .string()
+        .regex(HEALTH_CHECK_PATH, 'must be an absolute URL path of at most 256 characters [A-Za-z0-9._~/-]'),
       healthCheckExpectedStatus: z.number().int().min(200).max(399).default(200),
     })
     .refine((r) => r.minSize <= r.maxSize, { error: 'minSize must not exceed maxSize', path: ['minSize'] }),
   /** AWS services the application may call at run time (checked against the platform's list). */
   services: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]),
   inspec: z.strictObject({
-    profiles: z.array(z.string().regex(/^[A-Za-z0-9_.\-/]+$/)).min(1),
+    // Looked up under the builder's profile folders: a `.`/`..` segment or a leading `/` would
+    // point InSpec at any folder on the builder (validate.sh refuses those too, but only hours later).
+    profiles: z
+      .array(
+        z
+          .string()
+          .regex(INSPEC_PROFILE, 'must be a profile name or relative path [A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*')
+          .refine((profile) => !profile.split('/').some((segment) => segment === '.' || segment === '..'), {
+            error: 'must not contain "." or ".." path segments',
+          }),
+      )
+      .min(1),
     allowedFailedControls: z.number().int().min(0).default(0),
   }),
   logGroups: z
@@ -73,12 +90,12 @@ export const appConfigSchema = z.strictObject({
       steps: z
         .array(z.number().int().min(1).max(100))
         .min(1)
-        .max(10)
+        .max(TRAFFIC_MAX_STEPS)
         .refine((steps) => steps.at(-1) === 100, { error: 'the last step must be 100' })
         .refine((steps) => steps.every((v, i) => i === 0 || v > (steps[i - 1] ?? 0)), {
           error: 'steps must increase',
         }),
-      soakSeconds: z.number().int().min(0).max(3600),
+      soakSeconds: z.number().int().min(0).max(TRAFFIC_MAX_SOAK_SECONDS),
       /** Highest share of green's requests that may end in a 5xx between steps (0.01 = 1 %). */
       max5xxRate: z.number().min(0).max(1),
     })

@@ -128,13 +128,18 @@ export const recordRelease = async (
         }),
       );
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      // The SDK retries a put whose answer was lost (a timeout, a 5xx after the write): the
+      // pointer its retry finds may be our own, and then the release is live.
+      const { Item: found } = await deps.db.send(
+        new GetCommand({ TableName: deps.tableName, Key: key, ConsistentRead: true }),
+      );
+      if (found?.runId !== run.runId) {
         throw new AuditConflictError(
           `the live release of ${run.appId} in ${run.environment} changed during this run`,
           { cause: err },
         );
       }
-      throw err;
     }
   }
 
@@ -160,13 +165,19 @@ const afterCommit = async (
 ): Promise<RecordReleaseOutput> => {
   const { run } = input;
   const at = now.toISOString();
-  await deps.audit.recordEvent({
-    runId: run.runId,
-    type: 'RELEASE_LIVE',
-    stage: 'PostProvision',
-    at,
-    detail: { previousRunId, amiId: input.amiId, targetGroupArn: input.provision.targetGroupArn },
-  });
+  // Read first: a retry (ReleaseLiveError, a lost answer) finds what its first attempt recorded
+  // and does not record it twice.
+  const events = await deps.audit.eventsOf(run.runId);
+  await deps.audit.recordEvent(
+    {
+      runId: run.runId,
+      type: 'RELEASE_LIVE',
+      stage: 'PostProvision',
+      at,
+      detail: { previousRunId, amiId: input.amiId, targetGroupArn: input.provision.targetGroupArn },
+    },
+    events,
+  );
   let decommissionAt: string | null = null;
   if (previousRunId) {
     decommissionAt = new Date(now.getTime() + deps.decommissionAfterSeconds * 1000).toISOString();
@@ -181,7 +192,6 @@ const afterCommit = async (
     });
   }
 
-  const events = await deps.audit.eventsOf(run.runId);
   const stageTimings: Record<string, number> = {};
   let from = Date.parse(input.startedAt);
   for (const [stage, matches] of STAGE_EVENTS) {
@@ -191,13 +201,16 @@ const afterCommit = async (
     stageTimings[stage] = Math.max(0, Math.round((end - from) / 1000));
     from = end;
   }
-  await deps.audit.recordEvent({
-    runId: run.runId,
-    type: 'STAGE_TIMINGS',
-    stage: 'PostProvision',
-    at,
-    detail: { seconds: stageTimings },
-  });
+  await deps.audit.recordEvent(
+    {
+      runId: run.runId,
+      type: 'STAGE_TIMINGS',
+      stage: 'PostProvision',
+      at,
+      detail: { seconds: stageTimings },
+    },
+    events,
+  );
   return { previousRunId, decommissionAt, stageTimings };
 };
 

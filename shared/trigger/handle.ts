@@ -309,20 +309,29 @@ const truncate = (text: string, maxBytes: number): string => {
  */
 const redactedExcerpt = (raw: string): string => {
   try {
-    const json: unknown = JSON.parse(raw);
-    if (typeof json !== 'object' || json === null || Array.isArray(json) || !('appConfig' in json))
-      return raw;
-    const { appConfig } = json as { appConfig: unknown };
-    if (
-      appConfig &&
-      typeof appConfig === 'object' &&
-      's3Uri' in appConfig &&
-      Object.keys(appConfig).length === 1
-    )
-      return raw;
-    const digest = createHash('sha256').update(JSON.stringify(appConfig)).digest('hex');
-    return JSON.stringify({ ...(json as object), appConfig: { redacted: true, sha256: digest } });
+    // Rebuilt from the parsed value, never copied from `raw`: with a duplicated appConfig key the
+    // text still holds the first (inline) config while JSON.parse kept only the last.
+    return JSON.stringify(redacted(JSON.parse(raw)));
   } catch {
-    return raw;
+    // Not JSON, or too deep to write back: keep the text up to where an inline app config could
+    // begin (its key, or a \u escape that could spell it).
+    const cut = raw.search(/appConfig|\\u/);
+    return cut === -1 ? raw : `${raw.slice(0, cut)}…[rest not kept: it may hold an inline app config]`;
   }
+};
+
+/** A message (or each message of an array) with an inline appConfig replaced by its digest. */
+const redacted = (json: unknown): unknown => {
+  if (Array.isArray(json)) return json.map(redacted);
+  if (typeof json !== 'object' || json === null || !('appConfig' in json)) return json;
+  const { appConfig } = json as { appConfig: unknown };
+  if (
+    appConfig &&
+    typeof appConfig === 'object' &&
+    's3Uri' in appConfig &&
+    Object.keys(appConfig).length === 1
+  )
+    return json;
+  const digest = createHash('sha256').update(JSON.stringify(appConfig)).digest('hex');
+  return { ...json, appConfig: { redacted: true, sha256: digest } };
 };

@@ -1,14 +1,19 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { describeIssues } from '../validation';
+import { describeIssues, fieldPath } from '../validation';
 
 export const APP_ID_PATTERN = /^[a-z][a-z0-9-]{1,38}[a-z0-9]$/;
 export const VERSION_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export const BUILD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/#@+-]{0,127}$/;
 export const REQUESTED_BY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+=,:/-]{0,127}$/;
 export const SHA256_PATTERN = /^[a-f0-9]{64}$/;
-/** Conservative S3 key alphabet: no spaces, quotes, `$`, backticks or other shell metacharacters. */
-const S3_URI_PATTERN = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/([A-Za-z0-9!_.*'()/-]{1,1024})$/;
+/**
+ * Conservative S3 key alphabet: no spaces, quotes, `$`, backticks or other shell metacharacters.
+ * S3's "safe characters" include the single quote; it is left out on purpose (as the builder's
+ * ARTIFACT_URI_RE in config/ssm/scripts/lib.sh does): the artifact URI is handed to a shell on the
+ * build instance, and a message the builder would refuse hours later is refused here instead.
+ */
+const S3_URI_PATTERN = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/([A-Za-z0-9!_.*()/-]{1,1024})$/;
 
 export const TRIGGER_KINDS = ['release', 'base-image-update'] as const;
 
@@ -30,7 +35,7 @@ const s3UriFor = (ctx: TriggerContext) =>
   z
     .string()
     .max(1100)
-    .regex(S3_URI_PATTERN, "must be an s3://bucket/key URI using only [A-Za-z0-9!_.*'()/-] in the key")
+    .regex(S3_URI_PATTERN, 'must be an s3://bucket/key URI using only [A-Za-z0-9!_.*()/-] in the key')
     .refine((uri) => !uri.split('/').some((segment) => segment === '..' || segment === '.'), {
       error: 'must not contain "." or ".." path segments',
     })
@@ -107,13 +112,88 @@ export const baseImageUpdateSchema = (ctx: TriggerContext) =>
 
 export type BaseImageUpdate = z.infer<ReturnType<typeof baseImageUpdateSchema>>;
 
+/** Deepest nesting of objects and arrays a trigger message may have (sample-app's needs 5). */
+export const MAX_MESSAGE_DEPTH = 32;
+/** Duplicated keys listed in one rejection; a message of nothing but repeats stays a short reason. */
+const MAX_LISTED_DUPLICATES = 10;
+
+interface Container {
+  isObject: boolean;
+  path: string[];
+  keys: Set<string>;
+  /** Object: the key whose value comes next. Array: the index of the next element. */
+  member: string;
+  index: number;
+  expectKey: boolean;
+}
+
+/**
+ * What JSON.parse accepts without a word: a key given twice in one object (it keeps the last, so
+ * the message would mean whatever its last duplicate says; which one the sender meant is unknowable,
+ * so it is refused), and nesting deeper than `maxDepth` (JSON.stringify and the YAML parser recurse,
+ * and overflow the stack on text JSON.parse read happily). Keys are compared decoded, so `"appId"`
+ * and `"app\u0049d"` are the same key. `raw` must already be valid JSON: the scan follows only
+ * strings, brackets, colons and commas.
+ */
+export const jsonStructureViolations = (
+  raw: string,
+  maxDepth = MAX_MESSAGE_DEPTH,
+): { violations: string[]; tooDeep: boolean } => {
+  const duplicates = new Set<string>();
+  let unlisted = 0;
+  const open: Container[] = [];
+  const finish = (tooDeep?: string) => ({
+    violations: [
+      ...[...duplicates].map(
+        (field) => `${field}: duplicated key (JSON keeps only the last; send each key once)`,
+      ),
+      ...(unlisted > 0 ? [`(message): ${unlisted} more duplicated key(s)`] : []),
+      ...(tooDeep ? [tooDeep] : []),
+    ],
+    tooDeep: tooDeep !== undefined,
+  });
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i];
+    const top = open[open.length - 1];
+    if (ch === '"') {
+      let end = i + 1;
+      while (raw[end] !== '"') end += raw[end] === '\\' ? 2 : 1;
+      if (top?.isObject && top.expectKey) {
+        const key = JSON.parse(raw.slice(i, end + 1)) as string;
+        top.expectKey = false;
+        top.member = key;
+        if (top.keys.has(key)) {
+          const field = fieldPath([...top.path, key]);
+          if (duplicates.has(field) || duplicates.size < MAX_LISTED_DUPLICATES) duplicates.add(field);
+          else unlisted++;
+        }
+        top.keys.add(key);
+      }
+      i = end;
+    } else if (ch === '{' || ch === '[') {
+      const path = top ? [...top.path, top.isObject ? top.member : String(top.index)] : [];
+      if (open.length >= maxDepth) {
+        return finish(`${fieldPath(path)}: nests objects and arrays deeper than ${maxDepth} levels`);
+      }
+      open.push({ isObject: ch === '{', path, keys: new Set(), member: '', index: 0, expectKey: ch === '{' });
+    } else if (ch === '}' || ch === ']') {
+      open.pop();
+    } else if (ch === ',' && top) {
+      if (top.isObject) top.expectKey = true;
+      else top.index++;
+    }
+  }
+  return finish();
+};
+
 export type ParseResult =
   | { ok: true; message: TriggerMessage; baseImageUpdate?: undefined }
   | { ok: true; baseImageUpdate: BaseImageUpdate; message?: undefined }
   | { ok: false; violations: string[] };
 
 /**
- * Parses a raw SNS message body: size, JSON, then schema. Every violation names its field and rule.
+ * Parses a raw SNS message body: size, JSON, duplicated keys and nesting, then schema. Every
+ * violation names its field and rule.
  */
 export const parseTriggerMessage = (raw: string, ctx: TriggerContext, maxBytes: number): ParseResult => {
   const bytes = Buffer.byteLength(raw, 'utf8');
@@ -124,22 +204,34 @@ export const parseTriggerMessage = (raw: string, ctx: TriggerContext, maxBytes: 
   try {
     json = JSON.parse(raw);
   } catch (err) {
-    return { ok: false, violations: [`(message): is not valid JSON (${(err as Error).message})`] };
+    // V8 quotes the text around an unexpected token (`Unexpected token 'p', …"db":planted-se"… is
+    // not valid JSON`): the reason goes to the audit table, which must not hold what a broken
+    // inline app config carried. The token and the position are enough to find the fault.
+    const problem = (err as Error).message.replace(/, .* is not valid JSON$/s, '');
+    return { ok: false, violations: [`(message): is not valid JSON (${problem})`] };
   }
+  // Refused together with any schema violation: the schema sees JSON.parse's reading (last key
+  // wins), which is well-defined, so the sender learns everything to fix at once.
+  const structure = jsonStructureViolations(raw);
+  // Too deep to hand to anything recursive, the schema included.
+  if (structure.tooDeep) return { ok: false, violations: structure.violations };
   const fields =
     typeof json === 'object' && json !== null && !Array.isArray(json)
       ? (json as Record<string, unknown>)
       : {};
-  if (fields.kind === 'base-image-update' && !('appId' in fields)) {
-    const update = baseImageUpdateSchema(ctx).safeParse(json);
-    return update.success
-      ? { ok: true, baseImageUpdate: update.data }
-      : { ok: false, violations: describeIssues(update.error) };
+  const parsed =
+    fields.kind === 'base-image-update' && !('appId' in fields)
+      ? baseImageUpdateSchema(ctx).safeParse(json)
+      : triggerMessageSchema(ctx).safeParse(json);
+  if (!parsed.success || structure.violations.length > 0) {
+    return {
+      ok: false,
+      violations: [...structure.violations, ...(parsed.success ? [] : describeIssues(parsed.error))],
+    };
   }
-  const parsed = triggerMessageSchema(ctx).safeParse(json);
-  return parsed.success
+  return 'appId' in parsed.data
     ? { ok: true, message: parsed.data }
-    : { ok: false, violations: describeIssues(parsed.error) };
+    : { ok: true, baseImageUpdate: parsed.data };
 };
 
 /** Run id: a stable hash of (appId, environment, buildId), so a redelivered message maps to the same run. */

@@ -364,6 +364,12 @@ export const auditDynamo = async () => {
 export const seededDynamo = async (options: SeedOptions = {}) => {
   const emulator = await auditDynamo();
   const started = Date.now();
-  const seed = await seedAuditTable(emulator.db, emulator.stage, options);
-  return { ...emulator, seed, seedMs: Date.now() - started };
+  try {
+    const seed = await seedAuditTable(emulator.db, emulator.stage, options);
+    return { ...emulator, seed, seedMs: Date.now() - started };
+  } catch (err) {
+    // The emulator is a child process: left running, it would keep Jest from exiting.
+    await emulator.stop();
+    throw err;
+  }
 };

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Context } from 'aws-lambda';
@@ -25,6 +26,21 @@ export class LambdaFunctionError extends Error {
   }
 }
 
+/**
+ * What runs inside one invocation: who invoked the function (a state name, an event source), and
+ * a way to kill it. The fault injector reads it to name the calls a handler makes and to crash a
+ * handler at a chosen call.
+ */
+export interface InvocationScope {
+  functionKey: string;
+  /** The Task state that invoked it, or the event source (`commandCompleted:bake`); default the key. */
+  caller: string;
+  /** Ends the invocation now with `error`, as a crash would: nothing after this point runs. */
+  kill: (error: LambdaFunctionError) => void;
+}
+
+export const invocationScope = new AsyncLocalStorage<InvocationScope>();
+
 export interface Invocation {
   functionKey: string;
   payload: unknown;
@@ -37,6 +53,8 @@ export interface Invocation {
 export class LambdaRuntime {
   private readonly handlers = new Map<string, { def: FunctionDefinition; handler: Handler }>();
   readonly invocations: Invocation[] = [];
+  /** Invocations running now (crashed ones end when they are killed). */
+  inFlight = 0;
 
   /** Imports every handler module; call after the environment is set (handlers read it at load). */
   async load(functions: FunctionDefinition[], arnOf: (key: string) => string): Promise<void> {
@@ -58,7 +76,7 @@ export class LambdaRuntime {
     return this.entry(keyOrArn).def;
   }
 
-  async invoke(keyOrArn: string, payload: unknown): Promise<unknown> {
+  async invoke(keyOrArn: string, payload: unknown, options: { caller?: string } = {}): Promise<unknown> {
     const { def, handler } = this.entry(keyOrArn);
     const event: unknown = JSON.parse(JSON.stringify(payload ?? null));
     const startedAt = Date.now();
@@ -79,9 +97,14 @@ export class LambdaRuntime {
       succeed: () => undefined,
     } satisfies Context;
     let timer: NodeJS.Timeout | undefined;
+    let kill!: (error: LambdaFunctionError) => void;
+    const killed = new Promise<never>((_, reject) => (kill = reject));
+    const scope: InvocationScope = { functionKey: def.key, caller: options.caller ?? def.key, kill };
+    this.inFlight++;
     try {
       const result = await Promise.race([
-        handler(event, context),
+        invocationScope.run(scope, () => handler(event, context)),
+        killed,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () =>
@@ -119,6 +142,7 @@ export class LambdaRuntime {
       });
       throw error;
     } finally {
+      this.inFlight--;
       clearTimeout(timer);
     }
   }

@@ -1,5 +1,13 @@
 import './polyfills';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -65,9 +73,11 @@ import {
 import type { SNSEvent } from 'aws-lambda';
 import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
 import { auditKeys, AUDIT_INDEXES } from '../../shared/audit';
+import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { parseYaml } from '../../shared/config/files';
 import { loadStageConfig } from '../../shared/config/stage';
 import { startEmulators, type Emulators } from './emulators';
+import { FaultInjector, type InstrumentableClient } from './faults';
 import { LambdaRuntime } from './lambda';
 import { CommandsSim, type StatusChangeEvent } from './sim/commands';
 import { Ec2Sim } from './sim/ec2';
@@ -93,6 +103,12 @@ export interface LocalPipelineOptions {
   logLevel?: string;
   /** Changes to config/<stage>.yml for this harness (e.g. short command timeouts), merged and validated. */
   stageOverrides?: Record<string, unknown>;
+  /**
+   * Fault injection (test/harness/faults.ts): the handlers' shared SDK clients then run their real
+   * middleware stacks (retry strategy, signing) down to the stand-ins, every AWS call is recorded
+   * under its call site, and `faults.arm()` can fail any of them.
+   */
+  faults?: boolean;
 }
 
 /** Merges `overrides` into `base` object by object (arrays and scalars replace). */
@@ -113,6 +129,15 @@ const builderFor = (stage: string) => ({
 
 type AnyStub = Pick<AwsStub<object, { $metadata: object }, object>, 'restore'>;
 
+type SdkClient = InstrumentableClient & { constructor: { name: string } };
+
+const isSdkClient = (value: unknown): value is SdkClient =>
+  typeof value === 'object' &&
+  value !== null &&
+  'middlewareStack' in value &&
+  'config' in value &&
+  typeof (value as { send?: unknown }).send === 'function';
+
 /**
  * The whole pipeline in one process: the real state machine definition and the real handlers,
  * DynamoDB and S3 emulated over loopback HTTP (dynalite, s3rver), and in-process stand-ins with
@@ -132,6 +157,8 @@ export class LocalPipeline {
   readonly elb: ElbSim;
   readonly logs: LogsSim;
   readonly lambda = new LambdaRuntime();
+  /** Records every AWS call and injects the armed fault (with `faults: true`; otherwise inert). */
+  readonly faults = new FaultInjector();
   readonly sfn: StepFunctionsSim;
   /** The decommission state machine (started by RecordRelease for each replaced release). */
   readonly decommissions: StepFunctionsSim;
@@ -139,6 +166,10 @@ export class LocalPipeline {
   readonly db: DynamoDBDocumentClient;
   readonly s3: S3Client;
   private readonly stubs: AnyStub[] = [];
+  /** Undoes `instrumentSharedClients` (the shared clients outlive this harness within a process). */
+  private readonly uninstrument: (() => void)[] = [];
+  /** The stand-ins by service and command name (`SSM` → `SendCommandCommand` → fake). */
+  private readonly standIns = new Map<string, Map<string, (input: never) => Promise<unknown>>>();
 
   private constructor(
     readonly template: LocalTemplate,
@@ -160,6 +191,7 @@ export class LocalPipeline {
       ...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
       ...(options.beforeTask ? { beforeTask: options.beforeTask } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(options.faults ? { intercept: this.interceptIntegration } : {}),
     });
     this.decommissions = new StepFunctionsSim({
       stateMachineArn: template.resource('DecommissionStateMachine').ref,
@@ -169,6 +201,7 @@ export class LocalPipeline {
       sns: this.sns,
       retryIntervalMs: options.retryIntervalMs ?? 0,
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(options.faults ? { intercept: this.interceptIntegration } : {}),
     });
     this.elb = new ElbSim(template.stage.region, LOCAL_ACCOUNT_ID);
     this.logs = new LogsSim(this.kms, template.stage.region, LOCAL_ACCOUNT_ID, {
@@ -263,6 +296,7 @@ export class LocalPipeline {
       await pipeline.provision();
       pipeline.routeClients();
       await pipeline.lambda.load(functions, (key) => template.resource(key).arn);
+      if (options.faults) pipeline.instrumentSharedClients();
       pipeline.subscribeTrigger();
     } catch (err) {
       await pipeline.stop();
@@ -301,6 +335,118 @@ export class LocalPipeline {
         break;
     }
     return this.sfn.list();
+  }
+
+  /**
+   * settle() with the reconciler on its schedule (EventBridge Scheduler's job in AWS): whenever
+   * every running execution is left waiting on a task token with nothing in flight (its completion
+   * event was lost or its worker gave up), one reconciler run; and one more once all is quiet,
+   * as the next scheduled run would (it finishes tasks a failed completion left pending). Throws
+   * when executions still wait after `maxReconciles` runs.
+   */
+  async settleReconciling(maxReconciles = 5, timeoutMs = 30_000): Promise<ExecutionRecord[]> {
+    const deadline = Date.now() + timeoutMs;
+    const machines = [this.sfn, this.decommissions];
+    const quiet = () => !this.sns.busy() && !this.commands.busy() && this.lambda.inFlight === 0;
+    const running = () => machines.flatMap((m) => m.list()).filter((e) => e.status === 'RUNNING');
+    const stuck = () =>
+      quiet() &&
+      running().length > 0 &&
+      running().every((e) => machines.some((m) => m.waitingOnToken(e.executionArn)));
+    let reconciles = 0;
+    for (;;) {
+      await this.sns.idle();
+      await this.commands.idle();
+      if (running().length === 0 && quiet()) break;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `not settled after ${timeoutMs} ms: ${running()
+            .map((e) => `${e.name} at ${this.path(e.executionArn).at(-1)}`)
+            .join(', ')} (lambda in flight ${this.lambda.inFlight}, tokens ${this.sfn.pendingTokens()})`,
+        );
+      }
+      // Stuck twice in a row, a timer tick apart: not merely between two steps.
+      const stuckNow = stuck();
+      if (stuckNow) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (stuckNow && stuck()) {
+        if (++reconciles > maxReconciles) {
+          throw new Error(
+            `still waiting on task tokens after ${maxReconciles} reconciler runs: ${running()
+              .map((e) => e.name)
+              .join(', ')}`,
+          );
+        }
+        await this.scheduledReconcile();
+        continue;
+      }
+      await Promise.race([...running().map((e) => e.done), new Promise((resolve) => setTimeout(resolve, 2))]);
+    }
+    await this.scheduledReconcile();
+    return this.settle();
+  }
+
+  /** Failed reconciler invocations, as the ReconcilerErrors alarm counts them (Lambda Errors). */
+  reconcilerErrors = 0;
+
+  /**
+   * A scheduled reconciler run, with Lambda's async-invoke retries (a schedule invokes it
+   * asynchronously): a run that still fails is the alarm's business, not the caller's.
+   */
+  private async scheduledReconcile(): Promise<void> {
+    const attempts = 1 + this.lambda.definition('reconciler').maximumRetryAttempts;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      try {
+        await this.reconcile();
+        return;
+      } catch {
+        this.reconcilerErrors += 1;
+      }
+    }
+  }
+
+  /**
+   * What a run must not leave behind, beyond `leftovers`: sharing on its images and snapshots,
+   * target groups (its green stack's), an app listener forwarding to one of them or to a target
+   * group that no longer exists, log subscription filters on the app's groups while no release of
+   * the app is live, the app's lock still held by the run, and coordination tasks still pending.
+   */
+  async orphans(runId: string, appId: string) {
+    const leftovers = this.leftovers(runId);
+    const ofRun = (tags: Record<string, string>) => tags['ami-pipeline:run-id'] === runId;
+    const runTargetGroups = [...this.elb.targetGroups.values()].filter((t) => t.runId === runId);
+    const lock = await this.lockItem(appId, this.template.stage.stage);
+    const live = await this.liveRelease(appId);
+    const pending = await this.query(
+      {
+        IndexName: PENDING_INDEX,
+        KeyConditionExpression: 'pendingPk = :p',
+        ExpressionAttributeValues: { ':p': 'PENDING' },
+      },
+      this.name('CoordinationTable'),
+    );
+    return {
+      ...leftovers,
+      launchPermissions: [
+        ...[...this.ec2.images.values()]
+          .filter((i) => ofRun(i.tags) && i.launchPermissions.size > 0)
+          .map((i) => i.imageId),
+        ...[...this.ec2.snapshots.values()]
+          .filter((s) => ofRun(s.tags) && s.createVolumePermissions.size > 0)
+          .map((s) => s.snapshotId),
+      ],
+      targetGroups: runTargetGroups.map((t) => t.arn),
+      listener: Object.keys(this.elb.weights(appId)).filter(
+        (arn) => !this.elb.targetGroups.has(arn) || this.elb.targetGroups.get(arn)?.runId === runId,
+      ),
+      // The app's log groups keep a live release's subscriptions; with none live, nobody owns one.
+      logSubscriptions: live
+        ? []
+        : [...this.logs.groups.values()]
+            .filter((g) => g.name.startsWith(`/app/${appId}/`) && g.filters.size > 0)
+            .map((g) => g.name),
+      lock: lock?.runId === runId ? [String(lock.holder)] : [],
+      pendingTasks: pending.filter((t) => t.runId === runId).map((t) => String(t.pk)),
+    };
   }
 
   /** Polls until `predicate` holds (for states in between, e.g. a command ended but its event was lost). */
@@ -413,6 +559,7 @@ export class LocalPipeline {
   }
 
   async stop(): Promise<void> {
+    for (const undo of this.uninstrument) undo();
     for (const stub of this.stubs) stub.restore();
     this.rawDb.destroy();
     this.s3.destroy();
@@ -492,122 +639,193 @@ export class LocalPipeline {
   /**
    * Sends the handlers' SDK calls for services without an emulator to the stand-ins. Each fake is
    * async, as `client.send` is: a stand-in's error becomes a rejected promise, not a synchronous throw.
+   * Every route is also kept in `standIns` (service → command → fake), which the fault-injecting
+   * harness uses to reach the same stand-ins from the bottom of a client's real middleware stack.
    */
   private routeClients(): void {
-    const sfn = mockClient(SFNClient);
-    sfn.onAnyCommand().rejects(new Error('Step Functions call not simulated by the harness'));
+    type Fake = (input: never) => Promise<unknown>;
+    type ClientStub = AnyStub & {
+      onAnyCommand: () => { rejects: (error: Error) => unknown };
+      on: (command: never) => { callsFake: (fake: Fake) => unknown };
+    };
+    /** Stubs a client class: commands routed to their stand-in, every other one refused. */
+    const standIn = (stub: unknown, service: string, what: string) => {
+      const client = stub as ClientStub;
+      client.onAnyCommand().rejects(new Error(`${what} call not simulated by the harness`));
+      this.stubs.push(client);
+      const routes = new Map<string, Fake>();
+      this.standIns.set(service, routes);
+      return <C extends abstract new (input: never) => unknown>(
+        Command: C,
+        fake: (input: NonNullable<ConstructorParameters<C>[0]>) => unknown,
+      ) => {
+        const fakeAsync: Fake = async (input) => fake(input);
+        client.on(Command as never).callsFake(fakeAsync);
+        routes.set(Command.name, fakeAsync);
+      };
+    };
+
     const machines = [this.sfn, this.decommissions];
     const machineOf = (arn: string | undefined) =>
       machines.find((m) => arn?.startsWith(m.executionArnPrefix) || arn === m.stateMachineArn) ?? this.sfn;
-    sfn
-      .on(StartExecutionCommand)
-      .callsFake(async (input) => machineOf(input.stateMachineArn).startExecution(input));
-    sfn
-      .on(DescribeExecutionCommand)
-      .callsFake(async (input) => machineOf(input.executionArn).describeExecution(input));
-
-    // Publishers other than the state machine (the CLI's `trigger --local`) reach the same topics.
-    const sns = mockClient(SNSClient);
-    sns.onAnyCommand().rejects(new Error('SNS call not simulated by the harness'));
-    sns.on(PublishCommand).callsFake(async (input) => this.sns.publish(input));
-
-    const sqs = mockClient(SQSClient);
-    sqs.onAnyCommand().rejects(new Error('SQS call not simulated by the harness'));
-    sqs.on(SendMessageCommand).callsFake(async (input) => this.sqs.sendMessage(input));
-
-    const ssm = mockClient(SSMClient);
-    ssm.onAnyCommand().rejects(new Error('SSM call not simulated by the harness'));
-    ssm.on(PutParameterCommand).callsFake(async (input) => this.ssm.putParameter(input));
-    ssm.on(GetParameterCommand).callsFake(async (input) => this.ssm.getParameter(input));
-    ssm.on(AddTagsToResourceCommand).callsFake(async (input) => this.ssm.addTagsToResource(input));
-
+    const onSfn = standIn(mockClient(SFNClient), 'SFN', 'Step Functions');
+    onSfn(StartExecutionCommand, (input) => machineOf(input.stateMachineArn).startExecution(input));
+    onSfn(DescribeExecutionCommand, (input) => machineOf(input.executionArn).describeExecution(input));
     // A token belongs to one machine; ask the one that issued it.
     const holder = (token: string | undefined) => machines.find((m) => m.holds(token)) ?? this.sfn;
-    sfn.on(SendTaskSuccessCommand).callsFake(async (input) => holder(input.taskToken).sendTaskSuccess(input));
-    sfn.on(SendTaskFailureCommand).callsFake(async (input) => holder(input.taskToken).sendTaskFailure(input));
-    sfn
-      .on(SendTaskHeartbeatCommand)
-      .callsFake(async (input) => holder(input.taskToken).sendTaskHeartbeat(input));
+    onSfn(SendTaskSuccessCommand, (input) => holder(input.taskToken).sendTaskSuccess(input));
+    onSfn(SendTaskFailureCommand, (input) => holder(input.taskToken).sendTaskFailure(input));
+    onSfn(SendTaskHeartbeatCommand, (input) => holder(input.taskToken).sendTaskHeartbeat(input));
 
-    ssm.on(SendCommandCommand).callsFake(async (input) => this.commands.sendCommand(input));
-    ssm.on(CancelCommandCommand).callsFake(async (input) => this.commands.cancelCommand(input));
-    ssm.on(ListCommandsCommand).callsFake(async (input) => this.commands.listCommands(input));
-    ssm
-      .on(ListCommandInvocationsCommand)
-      .callsFake(async (input) => this.commands.listCommandInvocations(input));
-    ssm
-      .on(DescribeInstanceInformationCommand)
-      .callsFake(async (input) => this.commands.describeInstanceInformation(input));
+    // Publishers other than the state machine (the CLI's `trigger --local`) reach the same topics.
+    const onSns = standIn(mockClient(SNSClient), 'SNS', 'SNS');
+    onSns(PublishCommand, (input) => this.sns.publish(input as never));
 
-    const ec2 = mockClient(EC2Client);
-    ec2.onAnyCommand().rejects(new Error('EC2 call not simulated by the harness'));
-    ec2.on(DescribeImagesCommand).callsFake(async (input) => this.ec2.describeImages(input));
-    ec2.on(DescribeSnapshotsCommand).callsFake(async (input) => this.ec2.describeSnapshots(input));
-    ec2.on(CreateTagsCommand).callsFake(async (input) => this.ec2.createTags(input));
-    ec2.on(ModifyImageAttributeCommand).callsFake(async (input) => this.ec2.modifyImageAttribute(input));
-    ec2
-      .on(ModifySnapshotAttributeCommand)
-      .callsFake(async (input) => this.ec2.modifySnapshotAttribute(input));
-    ec2.on(CopyImageCommand).callsFake(async (input) => this.ec2.copyImage(input));
-    ec2.on(DeregisterImageCommand).callsFake(async (input) => this.ec2.deregisterImage(input));
-    ec2.on(DeleteSnapshotCommand).callsFake(async (input) => this.ec2.deleteSnapshot(input));
+    const onSqs = standIn(mockClient(SQSClient), 'SQS', 'SQS');
+    onSqs(SendMessageCommand, (input) => this.sqs.sendMessage(input));
 
-    const kms = mockClient(KMSClient);
-    kms.onAnyCommand().rejects(new Error('KMS call not simulated by the harness'));
-    kms.on(CreateGrantCommand).callsFake(async (input) => this.kms.createGrant(input));
-    kms.on(RevokeGrantCommand).callsFake(async (input) => this.kms.revokeGrant(input));
+    const onSsm = standIn(mockClient(SSMClient), 'SSM', 'SSM');
+    onSsm(PutParameterCommand, (input) => this.ssm.putParameter(input));
+    onSsm(GetParameterCommand, (input) => this.ssm.getParameter(input));
+    onSsm(AddTagsToResourceCommand, (input) => this.ssm.addTagsToResource(input));
+    onSsm(SendCommandCommand, (input) => this.commands.sendCommand(input));
+    onSsm(CancelCommandCommand, (input) => this.commands.cancelCommand(input));
+    onSsm(ListCommandsCommand, (input) => this.commands.listCommands(input));
+    onSsm(ListCommandInvocationsCommand, (input) => this.commands.listCommandInvocations(input));
+    onSsm(DescribeInstanceInformationCommand, (input) => this.commands.describeInstanceInformation(input));
 
-    const elbv2 = mockClient(ElasticLoadBalancingV2Client);
-    elbv2.onAnyCommand().rejects(new Error('Elastic Load Balancing call not simulated by the harness'));
-    elbv2.on(DescribeLoadBalancersCommand).callsFake(async () => this.elb.describeLoadBalancers());
-    elbv2.on(DescribeListenersCommand).callsFake(async (input) => this.elb.describeListeners(input));
-    elbv2.on(ModifyListenerCommand).callsFake(async (input) => this.elb.modifyListener(input));
-    elbv2.on(DescribeTargetHealthCommand).callsFake(async (input) => this.elb.describeTargetHealth(input));
+    const onEc2 = standIn(mockClient(EC2Client), 'EC2', 'EC2');
+    onEc2(DescribeImagesCommand, (input) => this.ec2.describeImages(input));
+    onEc2(DescribeSnapshotsCommand, (input) => this.ec2.describeSnapshots(input));
+    onEc2(CreateTagsCommand, (input) => this.ec2.createTags(input));
+    onEc2(ModifyImageAttributeCommand, (input) => this.ec2.modifyImageAttribute(input));
+    onEc2(ModifySnapshotAttributeCommand, (input) => this.ec2.modifySnapshotAttribute(input));
+    onEc2(CopyImageCommand, (input) => this.ec2.copyImage(input));
+    onEc2(DeregisterImageCommand, (input) => this.ec2.deregisterImage(input));
+    onEc2(DeleteSnapshotCommand, (input) => this.ec2.deleteSnapshot(input));
 
-    const cloudwatch = mockClient(CloudWatchClient);
-    cloudwatch.onAnyCommand().rejects(new Error('CloudWatch call not simulated by the harness'));
-    cloudwatch.on(GetMetricStatisticsCommand).callsFake(async (input) => this.elb.getMetricStatistics(input));
+    const onKms = standIn(mockClient(KMSClient), 'KMS', 'KMS');
+    onKms(CreateGrantCommand, (input) => this.kms.createGrant(input));
+    onKms(RevokeGrantCommand, (input) => this.kms.revokeGrant(input));
 
-    const logs = mockClient(CloudWatchLogsClient);
-    logs.onAnyCommand().rejects(new Error('CloudWatch Logs call not simulated by the harness'));
-    logs.on(CreateLogGroupCommand).callsFake(async (input) => this.logs.createLogGroup(input));
-    logs.on(AssociateKmsKeyCommand).callsFake(async (input) => this.logs.associateKmsKey(input));
-    logs.on(PutRetentionPolicyCommand).callsFake(async (input) => this.logs.putRetentionPolicy(input));
-    logs.on(ListTagsForResourceCommand).callsFake(async (input) => this.logs.listTagsForResource(input));
-    logs
-      .on(DescribeSubscriptionFiltersCommand)
-      .callsFake(async (input) => this.logs.describeSubscriptionFilters(input));
-    logs.on(PutSubscriptionFilterCommand).callsFake(async (input) => this.logs.putSubscriptionFilter(input));
-    logs
-      .on(DeleteSubscriptionFilterCommand)
-      .callsFake(async (input) => this.logs.deleteSubscriptionFilter(input));
-
-    this.stubs.push(
-      logs as unknown as AnyStub,
-      elbv2 as unknown as AnyStub,
-      cloudwatch as unknown as AnyStub,
-      sfn as unknown as AnyStub,
-      sns as unknown as AnyStub,
-      sqs as unknown as AnyStub,
-      ssm as unknown as AnyStub,
-      ec2 as unknown as AnyStub,
-      kms as unknown as AnyStub,
+    const onElb = standIn(
+      mockClient(ElasticLoadBalancingV2Client),
+      'ElasticLoadBalancingV2',
+      'Elastic Load Balancing',
     );
+    onElb(DescribeLoadBalancersCommand, () => this.elb.describeLoadBalancers());
+    onElb(DescribeListenersCommand, (input) => this.elb.describeListeners(input));
+    onElb(ModifyListenerCommand, (input) => this.elb.modifyListener(input));
+    onElb(DescribeTargetHealthCommand, (input) => this.elb.describeTargetHealth(input));
+
+    const onCloudWatch = standIn(mockClient(CloudWatchClient), 'CloudWatch', 'CloudWatch');
+    onCloudWatch(GetMetricStatisticsCommand, (input) => this.elb.getMetricStatistics(input));
+
+    const onLogs = standIn(mockClient(CloudWatchLogsClient), 'CloudWatchLogs', 'CloudWatch Logs');
+    onLogs(CreateLogGroupCommand, (input) => this.logs.createLogGroup(input));
+    onLogs(AssociateKmsKeyCommand, (input) => this.logs.associateKmsKey(input));
+    onLogs(PutRetentionPolicyCommand, (input) => this.logs.putRetentionPolicy(input));
+    onLogs(ListTagsForResourceCommand, (input) => this.logs.listTagsForResource(input));
+    onLogs(DescribeSubscriptionFiltersCommand, (input) => this.logs.describeSubscriptionFilters(input));
+    onLogs(PutSubscriptionFilterCommand, (input) => this.logs.putSubscriptionFilter(input));
+    onLogs(DeleteSubscriptionFilterCommand, (input) => this.logs.deleteSubscriptionFilter(input));
   }
 
-  /** EventBridge → command-completed, with Lambda's async-invoke retries. */
+  /**
+   * EventBridge → command-completed, with Lambda's async-invoke retries. The invocation is named
+   * after the command it reports (`commandCompleted:bake`, `commandCompleted:provision:destroy`),
+   * and with fault injection a delivery can be lost or made twice (EventBridge is at-least-once).
+   */
   private async deliverEvent(event: StatusChangeEvent): Promise<void> {
+    const command = this.commands.commands.get(event.detail['command-id']);
+    const mode = command?.parameters.mode;
+    const caller = `commandCompleted:${command?.step ?? 'unknown'}${mode === 'destroy' ? ':destroy' : ''}`;
+    const fault = this.faults.delivery({
+      layer: 'event',
+      caller: 'EventBridge',
+      service: 'Lambda',
+      operation: 'InvokeAsync',
+      target: caller,
+    });
+    if (fault === 'drop') return;
+    const deliveries = fault === 'duplicate' ? 2 : 1;
     const attempts = 1 + this.lambda.definition('commandCompleted').maximumRetryAttempts;
     let lastError: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      try {
-        await this.lambda.invoke('commandCompleted', event);
-        return;
-      } catch (err) {
-        lastError = err;
+    for (let delivery = 0; delivery < deliveries; delivery++) {
+      lastError = undefined;
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        try {
+          await this.lambda.invoke('commandCompleted', event, { caller });
+          lastError = undefined;
+          break;
+        } catch (err) {
+          lastError = err;
+        }
       }
     }
-    throw lastError;
+    if (lastError !== undefined) throw lastError;
+  }
+
+  /** Faults for the Step Functions stand-ins' service integrations. */
+  private readonly interceptIntegration = <T>(
+    call: { state: string; service: string; operation: string; target: string },
+    send: () => Promise<T>,
+  ): Promise<T> =>
+    this.faults.around(
+      {
+        layer: 'states',
+        caller: call.state,
+        service: call.service,
+        operation: call.operation,
+        target: call.target,
+      },
+      send,
+    );
+
+  /**
+   * Gives every client in shared/clients/ its real middleware stack back (aws-sdk-client-mock stubs
+   * `send` on the client classes; an own `send` on the shared instances shadows the stub), ends the
+   * stack at the stand-ins instead of an HTTP request for services without an emulator, and hands
+   * each client to the fault injector. Clients made elsewhere (the CLI's) keep the plain stubs.
+   */
+  private instrumentSharedClients(): void {
+    const dir = path.join(REPO_ROOT, 'shared/clients');
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+      // `require`, as LambdaRuntime.load does: the very instances the handlers hold.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require(path.join(dir, file)) as Record<string, unknown>;
+      for (const client of Object.values(mod)) {
+        if (!isSdkClient(client)) continue;
+        const service = client.constructor.name.replace(/(Document)?Client$/, '');
+        const routes = this.standIns.get(service);
+        if (routes) {
+          const ownSend = Object.getPrototypeOf(Object.getPrototypeOf(client)) as { send: unknown };
+          Object.defineProperty(client, 'send', { value: ownSend.send, configurable: true, writable: true });
+          client.middlewareStack.add(
+            (() => async (args: { input: never }) => {
+              throw new Error(`${service} call not simulated by the harness (${JSON.stringify(args.input)})`);
+            }) as never,
+            { step: 'deserialize', priority: 'low', name: 'harnessUnrouted' } as never,
+          );
+          client.middlewareStack.add(
+            ((next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) =>
+              async (args: { input: never }) => {
+                const fake = routes.get(context.commandName ?? '');
+                if (!fake) return next(args);
+                const output = ((await fake(args.input)) ?? {}) as { $metadata?: object };
+                return { output: { ...output, $metadata: { ...output.$metadata } }, response: {} };
+              }) as never,
+            { step: 'deserialize', priority: 'high', name: 'harnessStandIn' } as never,
+          );
+        }
+        const undo = this.faults.instrument(client, service);
+        this.uninstrument.push(() => {
+          undo();
+          delete (client as { send?: unknown }).send;
+          for (const name of ['harnessStandIn', 'harnessUnrouted']) client.middlewareStack.remove(name);
+        });
+      }
+    }
   }
 
   /** The trigger topic's Lambda subscription, with async-invoke retries and the DLQ. */

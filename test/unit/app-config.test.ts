@@ -149,3 +149,52 @@ describe('app config log groups', () => {
     );
   });
 });
+
+describe('app config InSpec profiles', () => {
+  const withProfiles = (profiles: unknown): Record<string, unknown> => {
+    const config = sampleAppConfig();
+    config.inspec = { profiles, allowedFailedControls: 0 };
+    return config;
+  };
+
+  it('accepts profile names and relative paths below the profile folders', () => {
+    expect(issuesOf(withProfiles(['baseline', 'vendor/cis-level1', 'sample_app.baseline-2']))).toEqual([]);
+  });
+
+  it.each([
+    ['a ".." segment', '../../../../tmp/evil-profile', 'must not contain "." or ".." path segments'],
+    ['a ".." segment in the middle', 'vendor/../../etc', 'must not contain "." or ".." path segments'],
+    ['a "." segment', './baseline', 'must not contain "." or ".." path segments'],
+    ['an absolute path', '/etc/evil-profile', 'must be a profile name or relative path'],
+    ['an empty segment', 'vendor//baseline', 'must be a profile name or relative path'],
+    ['a trailing slash', 'baseline/', 'must be a profile name or relative path'],
+  ])('rejects %s, as validate.sh would only once the stack is built', (_case, profile, rule) => {
+    const issues = issuesOf(withProfiles([profile]));
+
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toContain(`inspec.profiles.0: ${rule}`);
+  });
+});
+
+describe('app config health check path', () => {
+  const withPath = (healthCheckPath: string): Record<string, unknown> => {
+    const config = sampleAppConfig();
+    config.runtime = { ...(config.runtime as object), healthCheckPath };
+    return config;
+  };
+
+  it('accepts "/" and paths of up to 256 characters, the provision script’s limit', () => {
+    expect(issuesOf(withPath('/'))).toEqual([]);
+    expect(issuesOf(withPath(`/${'a'.repeat(255)}`))).toEqual([]);
+  });
+
+  it.each([
+    ['257 characters', `/${'a'.repeat(256)}`],
+    ['a command substitution', '/health$(id)'],
+    ['a relative path', 'health'],
+  ])('rejects %s, naming the field', (_case, healthCheckPath) => {
+    expect(issuesOf(withPath(healthCheckPath))).toEqual([
+      'runtime.healthCheckPath: must be an absolute URL path of at most 256 characters [A-Za-z0-9._~/-]',
+    ]);
+  });
+});

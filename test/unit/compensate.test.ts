@@ -137,9 +137,10 @@ const logSubscription = (logGroupName: string, replaced = false): ResourceRecord
   },
 });
 
-const imageWith = (ImageId: string, snapshots: string[]): Image => ({
+const imageWith = (ImageId: string, snapshots: string[], runId: string = RUN_ID): Image => ({
   ImageId,
   State: 'available',
+  Tags: [{ Key: 'ami-pipeline:run-id', Value: runId }],
   BlockDeviceMappings: [
     ...snapshots.map((SnapshotId) => ({ DeviceName: '/dev/xvda', Ebs: { SnapshotId } })),
     { DeviceName: '/dev/sdz', VirtualName: 'ephemeral0' },
@@ -263,15 +264,25 @@ describe('compensation', () => {
       },
     );
 
-    it('leaves finished tasks and tasks that never recorded a command alone', async () => {
+    it('leaves finished tasks alone', async () => {
       tasks.bake = task('bake', { status: 'DONE' });
-      tasks.provision = task('provision', { status: 'PENDING', commandId: undefined });
 
       await compensate(input('Provision'), deps);
 
       expect(ssmMock).toHaveReceivedCommandTimes(ListCommandsCommand, 0);
       expect(ssmMock).toHaveReceivedCommandTimes(CancelCommandCommand, 0);
       expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 0);
+    });
+
+    it('looks for the command of a task that never recorded one (a crash after SendCommand), and closes the task', async () => {
+      tasks.provision = task('provision', { status: 'PENDING', commandId: undefined });
+
+      await compensate(input('Provision'), deps);
+
+      // Found by its Comment among recent commands; none is running here, so nothing to cancel.
+      expect(ssmMock).toHaveReceivedCommand(ListCommandsCommand);
+      expect(ssmMock).toHaveReceivedCommandTimes(CancelCommandCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(UpdateCommand, 1);
     });
 
     it('records a command it cannot cancel as UNDO_FAILED', async () => {

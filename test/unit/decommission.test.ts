@@ -117,6 +117,7 @@ beforeEach(() => {
       OLD_AMI,
       {
         ImageId: OLD_AMI,
+        Tags: [{ Key: 'ami-pipeline:run-id', Value: OLD_RUN_ID }],
         BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { SnapshotId: OLD_SNAPSHOT } }],
       },
     ],

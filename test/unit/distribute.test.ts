@@ -72,6 +72,8 @@ const image = (
   ImageId,
   Name: `sample-app-1.4.2-${RUN_ID}`,
   State: 'available',
+  // Packer (and the encrypted copy) tag what the run makes with its run id.
+  Tags: [{ Key: 'ami-pipeline:run-id', Value: RUN_ID }],
   BlockDeviceMappings: [
     ...snapshots.map((SnapshotId, i) => ({
       DeviceName: `/dev/xvd${'abcdef'[i]}`,
@@ -398,6 +400,32 @@ describe('distribute', () => {
       expect(ec2Mock).toHaveReceivedCommandTimes(ModifyImageAttributeCommand, 0);
       expect(kmsMock).toHaveReceivedCommandTimes(CreateGrantCommand, 0);
     });
+
+    it.each([
+      [
+        'another run',
+        [{ Key: 'ami-pipeline:run-id', Value: '0123456789abcdef0123' }],
+        '"0123456789abcdef0123"',
+      ],
+      ['nobody (untagged)', [], 'missing'],
+    ])(
+      'refuses an AMI made by %s: nothing tagged, shared or granted (a bake result cannot hand over a foreign image)',
+      async (_who, Tags, tagText) => {
+        givenBakedImage({ Encrypted: true, KmsKeyId: KEY_ARN });
+        images.set(BAKED_AMI, { ...(images.get(BAKED_AMI) as Image), Tags });
+
+        const err = await failureOf();
+
+        expect(err).toBeInstanceOf(DistributionFailedError);
+        expect(err).toHaveProperty(
+          'message',
+          `bake.amiId: ${BAKED_AMI} was not made by this run (its ami-pipeline:run-id tag is ${tagText})`,
+        );
+        expect(ec2Mock).toHaveReceivedCommandTimes(CreateTagsCommand, 0);
+        expect(ec2Mock).toHaveReceivedCommandTimes(ModifyImageAttributeCommand, 0);
+        expect(kmsMock).toHaveReceivedCommandTimes(CreateGrantCommand, 0);
+      },
+    );
 
     it('throws DistributionFailedError when KMS returns no grant id', async () => {
       kmsMock.on(CreateGrantCommand).resolves({});

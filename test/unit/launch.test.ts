@@ -407,7 +407,17 @@ describe('command launcher', () => {
       },
     );
 
-    it.each<CommandStatus>(['Success', 'Failed', 'Cancelled', 'TimedOut'])(
+    it('reuses a command of an earlier attempt that already succeeded: no second build, the reconciler completes it', async () => {
+      givenEarlierAttempt(earlierAttempt(), 'Success');
+
+      const launched = await launchCommand(request(), deps);
+
+      expect(launched).toEqual({ commandId: 'cmd-earlier', instanceId: BUILDER, adopted: true });
+      expect(ssmMock).toHaveReceivedCommandTimes(SendCommandCommand, 0);
+      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+    });
+
+    it.each<CommandStatus>(['Failed', 'Cancelled', 'TimedOut'])(
       'starts a new command when the earlier one already ended %s',
       async (status) => {
         givenEarlierAttempt(earlierAttempt(), status);

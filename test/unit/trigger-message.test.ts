@@ -2,6 +2,8 @@ import { executionArnFor, executionInputFor } from '../../shared/trigger/handle'
 import {
   executionInputSchema,
   executionNameFor,
+  jsonStructureViolations,
+  MAX_MESSAGE_DEPTH,
   parseS3Uri,
   parseTriggerMessage,
   runIdFor,
@@ -164,6 +166,141 @@ describe('trigger message', () => {
       expect(result).toEqual({
         ok: false,
         violations: ['artifact: unknown field(s) "size" (not in schemaVersion 1)'],
+      });
+    });
+  });
+
+  describe('parseTriggerMessage with keys JSON.parse would silently drop', () => {
+    const DUPLICATED = 'duplicated key (JSON keeps only the last; send each key once)';
+    const raw = JSON.stringify(triggerMessage());
+
+    it('refuses a key given twice, naming it, although the last value alone would be valid', () => {
+      const twice = raw.replace('"appId":"sample-app"', '"appId":"other-app","appId":"sample-app"');
+
+      expect(JSON.parse(twice)).toEqual(triggerMessage());
+      expect(parseTriggerMessage(twice, ctx, MAX_BYTES)).toEqual({
+        ok: false,
+        violations: [`appId: ${DUPLICATED}`],
+      });
+    });
+
+    it('refuses a key repeated with the same value: the message is malformed either way', () => {
+      const twice = raw.replace('"environment":"dev"', '"environment":"dev","environment":"dev"');
+
+      expect(parseTriggerMessage(twice, ctx, MAX_BYTES)).toEqual({
+        ok: false,
+        violations: [`environment: ${DUPLICATED}`],
+      });
+    });
+
+    it('compares keys decoded, so an escaped spelling is the same key', () => {
+      const twice = raw.replace('"appId":"sample-app"', '"app\\u0049d":"other-app","appId":"sample-app"');
+
+      expect(parseTriggerMessage(twice, ctx, MAX_BYTES)).toEqual({
+        ok: false,
+        violations: [`appId: ${DUPLICATED}`],
+      });
+    });
+
+    it('names a duplicate inside objects and lists by its path, with any schema violation', () => {
+      const inline = JSON.stringify(triggerMessage({ appConfig: sampleAppConfig(), version: '$(id)' }));
+      const twice = inline.replace('"logGroups":[{"name":', '"logGroups":[{"name":"/x","name":');
+
+      const result = parseTriggerMessage(twice, ctx, MAX_BYTES);
+
+      expect(result).toEqual({
+        ok: false,
+        violations: [
+          `appConfig.logGroups.0.name: ${DUPLICATED}`,
+          expect.stringMatching(/^version: must match/),
+        ],
+      });
+    });
+
+    it('does not take text inside a string value for a key', () => {
+      const message = triggerMessage({ appConfig: { ...sampleAppConfig(), note: '{"appId":1,"appId":2}' } });
+
+      expect(parseTriggerMessage(JSON.stringify(message), ctx, MAX_BYTES).ok).toBe(true);
+    });
+
+    it('lists ten duplicated keys and counts the rest', () => {
+      const keys = Array.from({ length: 14 }, (_, i) => `"k${i}":1,"k${i}":2`).join(',');
+
+      const { violations } = jsonStructureViolations(`{${keys}}`);
+
+      expect(violations).toEqual([
+        ...Array.from({ length: 10 }, (_, i) => `k${i}: ${DUPLICATED}`),
+        '(message): 4 more duplicated key(s)',
+      ]);
+    });
+  });
+
+  describe('parseTriggerMessage with deep nesting', () => {
+    /** The sample message with `depth` levels in all (message → appConfig → bake → chefAttributes → lists). */
+    const nestedTo = (depth: number) =>
+      JSON.stringify(triggerMessage({ appConfig: sampleAppConfig() })).replace(
+        '"chefAttributes":{',
+        `"chefAttributes":{"deep":${'['.repeat(depth - 4)}${']'.repeat(depth - 4)},`,
+      );
+
+    it(`accepts ${MAX_MESSAGE_DEPTH} levels`, () => {
+      expect(parseTriggerMessage(nestedTo(MAX_MESSAGE_DEPTH), ctx, MAX_BYTES).ok).toBe(true);
+    });
+
+    it.each([MAX_MESSAGE_DEPTH + 1, 20000])(
+      'refuses %p levels, naming where, before JSON.stringify or YAML could overflow the stack',
+      (depth) => {
+        expect(parseTriggerMessage(nestedTo(depth), ctx, MAX_BYTES)).toEqual({
+          ok: false,
+          violations: [
+            expect.stringMatching(
+              new RegExp(
+                `^appConfig\\.bake\\.chefAttributes\\.deep(\\.0)*…?: nests objects and arrays deeper than ${MAX_MESSAGE_DEPTH} levels$`,
+              ),
+            ),
+          ],
+        });
+      },
+    );
+  });
+
+  describe('parseTriggerMessage naming fields an attacker controls', () => {
+    it('refuses a single quote in an S3 key, as the builder does (the URI reaches a shell there)', () => {
+      const s3Uri = `s3://${ARTIFACTS_BUCKET}/inputs/sample-app/118/it's.tgz`;
+
+      const result = parseTriggerMessage(
+        JSON.stringify(triggerMessage({ artifact: { s3Uri, sha256: 'c'.repeat(64) } })),
+        ctx,
+        MAX_BYTES,
+      );
+
+      expect(result).toEqual({
+        ok: false,
+        violations: [
+          'artifact.s3Uri: must be an s3://bucket/key URI using only [A-Za-z0-9!_.*()/-] in the key',
+          "artifact.s3Uri: must be in the stage's artifacts bucket s3://ami-pipeline-dev-artifacts/",
+        ],
+      });
+    });
+
+    it('names appConfig.s3Uri when it is not a string, not just appConfig', () => {
+      expect(parse(triggerMessage({ appConfig: { s3Uri: 7 } }))).toEqual({
+        ok: false,
+        violations: ['appConfig.s3Uri: Invalid input: expected string, received number'],
+      });
+    });
+
+    it('does not quote the message in a JSON syntax error (it may be an inline config)', () => {
+      const raw = JSON.stringify(triggerMessage({ appConfig: { db: 'planted-secret' } })).replace(
+        '"planted-secret"',
+        'planted-secret',
+      );
+
+      const result = parseTriggerMessage(raw, ctx, MAX_BYTES);
+
+      expect(result).toEqual({
+        ok: false,
+        violations: ["(message): is not valid JSON (Unexpected token 'p')"],
       });
     });
   });

@@ -621,3 +621,43 @@ describe('trigger worker keeping a rejected inline app config out of the audit t
     expect(queuedBodies()[0]?.message).toBe(raw);
   });
 });
+
+describe('trigger worker keeping an inline app config out of the audit table however the message is broken', () => {
+  const SECRET = 'planted-excerpt-secret';
+  const inline = { ...sampleAppConfig(), bake: { chefAttributes: { password: SECRET } } };
+
+  it('rebuilds the excerpt from the parsed message: a duplicated appConfig cannot hide an inline one', async () => {
+    const raw = JSON.stringify(triggerMessage()).replace(
+      '"appConfig":{',
+      `"appConfig":${JSON.stringify(inline)},"appConfig":{`,
+    );
+
+    await run(snsEvent(raw), deps);
+
+    expect(String(auditItems()[0]?.violations)).toContain('appConfig: duplicated key');
+    expect(JSON.stringify(auditItems())).not.toContain(SECRET);
+    expect(queuedBodies()[0]?.message).toBe(raw);
+  });
+
+  it('keeps the text of a message that is not JSON only up to where an inline config could begin', async () => {
+    const whole = JSON.stringify(triggerMessage({ appConfig: inline }));
+    const raw = whole.slice(0, whole.indexOf(SECRET) + SECRET.length + 2);
+
+    await run(snsEvent(raw), deps);
+
+    expect(JSON.stringify(auditItems())).not.toContain('planted');
+    expect(auditItems()[0]?.excerpt).toBe(
+      `${raw.slice(0, raw.indexOf('appConfig'))}…[rest not kept: it may hold an inline app config]`,
+    );
+    expect(queuedBodies()[0]?.message).toBe(raw);
+  });
+
+  it('redacts the inline config of every message in an array', async () => {
+    const raw = JSON.stringify([triggerMessage({ appConfig: inline })]);
+
+    await run(snsEvent(raw), deps);
+
+    expect(JSON.stringify(auditItems())).not.toContain(SECRET);
+    expect(String(auditItems()[0]?.excerpt)).toContain('"redacted":true');
+  });
+});

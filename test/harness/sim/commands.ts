@@ -35,6 +35,8 @@ export interface CommandScenario {
   loseEvent?: boolean;
   /** Simulated run time; the reconciler is run once per 5 simulated minutes meanwhile. */
   simulatedSeconds?: number;
+  /** The command keeps running (InProgress) until this settles: a long build a test ends when it chooses. */
+  runsUntil?: Promise<unknown>;
 }
 
 export interface SimCommand {
@@ -198,21 +200,29 @@ export class CommandsSim {
     return { $metadata: {} };
   }
 
+  /** One command by id, or (as SSM lists them) every command matching the filters, newest first. */
   listCommands(input: ListCommandsCommandInput) {
-    const command = this.commands.get(input.CommandId ?? '');
+    const filter = (key: string) => input.Filters?.find((f) => f.key === key)?.value;
+    const after = filter('InvokedAfter');
+    const before = filter('InvokedBefore');
+    const matching = input.CommandId
+      ? [this.commands.get(input.CommandId)].flatMap((c) => (c ? [c] : []))
+      : [...this.commands.values()]
+          .filter((c) => !after || c.requestedAt.getTime() >= Date.parse(after))
+          .filter((c) => !before || c.requestedAt.getTime() <= Date.parse(before))
+          .filter((c) => !filter('DocumentName') || c.documentName === filter('DocumentName'))
+          .filter((c) => !filter('Status') || c.status === filter('Status'))
+          .reverse();
     return {
-      Commands: command
-        ? [
-            {
-              CommandId: command.commandId,
-              DocumentName: command.documentName,
-              Status: command.status as 'Success',
-              Comment: command.comment,
-              InstanceIds: [command.instanceId],
-              Parameters: Object.fromEntries(Object.entries(command.parameters).map(([k, v]) => [k, [v]])),
-            },
-          ]
-        : [],
+      Commands: matching.map((command) => ({
+        CommandId: command.commandId,
+        DocumentName: command.documentName,
+        Status: command.status as 'Success',
+        Comment: command.comment,
+        RequestedDateTime: command.requestedAt,
+        InstanceIds: [command.instanceId],
+        Parameters: Object.fromEntries(Object.entries(command.parameters).map(([k, v]) => [k, [v]])),
+      })),
       $metadata: {},
     };
   }
@@ -288,6 +298,7 @@ export class CommandsSim {
       return;
     }
     for (let t = 0; t < Math.ceil((scenario.simulatedSeconds ?? 0) / 300); t++) await this.deps.tick();
+    await scenario.runsUntil;
     if (TERMINAL.has(command.status)) return; // cancelled meanwhile
 
     const resultKey = `${command.parameters.resultPrefix}/result.json`;

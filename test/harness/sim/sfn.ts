@@ -69,6 +69,20 @@ export interface StepFunctionsSimOptions {
   beforeTask?: TaskHook;
   /** Sees every execution event as it happens (npm start prints progress with it). */
   onEvent?: (execution: ExecutionRecord, event: ExecutionEvent) => void;
+  /**
+   * Wraps each service-integration call a Task state makes (the fault injector's hook). `call`
+   * throws what Step Functions would report (`DynamoDB.ConditionalCheckFailedException`, …).
+   */
+  intercept?: <T>(call: IntegrationCall, send: () => Promise<T>) => Promise<T>;
+}
+
+/** One service-integration call of a Task state. */
+export interface IntegrationCall {
+  state: string;
+  service: 'Lambda' | 'DynamoDB' | 'SNS';
+  operation: string;
+  /** The function, or the table and item kind, or the topic. */
+  target: string;
 }
 
 const DYNAMODB_COMMANDS = {
@@ -118,6 +132,8 @@ class TaskFailure extends Error {
 export class StepFunctionsSim {
   private readonly executions = new Map<string, ExecutionRecord>();
   private readonly tokens = new Map<string, PendingToken>();
+  /** Tokens whose worker has returned: the state now only waits for SendTask* (or its timeout). */
+  private readonly waiting = new Set<string>();
   /** Heartbeats received per execution (tests and the cost report read it). */
   private readonly heartbeats = new Map<string, number>();
   private readonly machine: StateMachine;
@@ -213,6 +229,11 @@ export class StepFunctionsSim {
     return this.tokens.has(taskToken ?? '');
   }
 
+  /** Whether an execution's running state is a token state whose worker has returned (nothing in flight). */
+  waitingOnToken(executionArn: string): boolean {
+    return [...this.waiting].some((token) => this.tokens.get(token)?.executionArn === executionArn);
+  }
+
   /** Tokens still awaited (a test can check none is left dangling). */
   pendingTokens(): number {
     return this.tokens.size;
@@ -233,6 +254,7 @@ export class StepFunctionsSim {
         (stateName === undefined || pending.stateName === stateName)
       ) {
         this.tokens.delete(token);
+        this.waiting.delete(token);
       }
     }
   }
@@ -314,6 +336,10 @@ export class StepFunctionsSim {
         new Set(((state.Retry ?? []) as { ErrorEquals: string[] }[]).flatMap((r) => r.ErrorEquals)),
       ]),
     );
+    const retries = (stateName: string, error: string) => {
+      const names = retried.get(stateName);
+      return !!names && (names.has(error) || names.has('States.ALL'));
+    };
     const taskResourceLocalHandlers = Object.fromEntries(
       Object.entries(this.taskHandlers).map(([stateName, handler]) => [
         stateName,
@@ -361,7 +387,11 @@ export class StepFunctionsSim {
           record.error = e.Error ?? 'States.Runtime';
           record.cause = e.Cause ?? '';
         }
-        if (e.state && ['StateExited', 'StateFailed', 'StateCaught'].includes(e.type))
+        // Events arrive here after the fact: by the time an attempt's StateFailed is read, the Retry
+        // may have started the next attempt, whose token must survive (the failed attempt dropped
+        // its own token already).
+        const retriedFailure = e.type === 'StateFailed' && retries(e.state?.name ?? '', e.Error ?? '');
+        if (e.state && ['StateExited', 'StateFailed', 'StateCaught'].includes(e.type) && !retriedFailure)
           this.expireTokens(executionArn, e.state.name);
         this.options.onEvent?.(record, recorded);
       }
@@ -414,6 +444,8 @@ export class StepFunctionsSim {
 
   private taskHandler(stateName: string, resource: string): TaskHandler {
     const { lambda, dynamodb, sns } = this.options;
+    const intercept = <T>(call: IntegrationCall, send: () => Promise<T>): Promise<T> =>
+      this.options.intercept ? this.options.intercept(call, send) : send();
     if (resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken') {
       return async (input, where) => {
         const params = input as {
@@ -431,18 +463,39 @@ export class StepFunctionsSim {
           });
         });
         try {
-          await lambda.invoke(params.FunctionName, params.Payload);
+          await intercept(
+            {
+              state: stateName,
+              service: 'Lambda',
+              operation: 'Invoke',
+              target: lambda.definition(params.FunctionName).key,
+            },
+            () => lambda.invoke(params.FunctionName, params.Payload, { caller: stateName }),
+          );
         } catch (err) {
           this.tokens.delete(token);
           throw err;
         }
-        return answered;
+        this.waiting.add(token);
+        try {
+          return await answered;
+        } finally {
+          this.waiting.delete(token);
+        }
       };
     }
     if (resource === 'arn:aws:states:::lambda:invoke') {
       return async (input) => {
         const params = input as { FunctionName: string; Payload: Json };
-        const payload = await lambda.invoke(params.FunctionName, params.Payload);
+        const payload = await intercept(
+          {
+            state: stateName,
+            service: 'Lambda',
+            operation: 'Invoke',
+            target: lambda.definition(params.FunctionName).key,
+          },
+          () => lambda.invoke(params.FunctionName, params.Payload, { caller: stateName }),
+        );
         return { Payload: payload as Json, StatusCode: 200, ExecutedVersion: '$LATEST' };
       };
     }
@@ -452,11 +505,21 @@ export class StepFunctionsSim {
         input: never,
       ) => PutItemCommand;
       return async (input) => {
-        try {
-          return stripMetadata(await dynamodb.send(new Command(input as never)));
-        } catch (err) {
-          throw new IntegrationError('DynamoDB', err);
-        }
+        const params = input as { TableName?: string; Key?: Record<string, { S?: string }> };
+        const target = [
+          String(params.TableName ?? '').replace(/^ami-pipeline-[a-z0-9]+-/, ''),
+          ...['pk', 'sk'].map((k) => params.Key?.[k]?.S?.split('#')[0]).flatMap((p) => (p ? [`${p}#`] : [])),
+        ].join(' ');
+        return intercept(
+          { state: stateName, service: 'DynamoDB', operation: dynamo[1] as string, target },
+          async () => {
+            try {
+              return stripMetadata(await dynamodb.send(new Command(input as never)));
+            } catch (err) {
+              throw new IntegrationError('DynamoDB', err);
+            }
+          },
+        );
       };
     }
     if (resource === 'arn:aws:states:::sns:publish') {
@@ -465,11 +528,25 @@ export class StepFunctionsSim {
         // strips backslashes from its result, so the definition relies on this instead.)
         const params = input as { Message?: Json };
         const Message = typeof params.Message === 'string' ? params.Message : JSON.stringify(params.Message);
-        try {
-          return sns.publish({ ...(input as object), Message } as never) as unknown as Json;
-        } catch (err) {
-          throw new IntegrationError('SNS', err);
-        }
+        const topic =
+          String((input as { TopicArn?: string }).TopicArn ?? '')
+            .split(':')
+            .pop() ?? '';
+        return intercept(
+          {
+            state: stateName,
+            service: 'SNS',
+            operation: 'publish',
+            target: topic.replace(/^ami-pipeline-[a-z0-9]+-/, ''),
+          },
+          async () => {
+            try {
+              return sns.publish({ ...(input as object), Message } as never) as unknown as Json;
+            } catch (err) {
+              throw new IntegrationError('SNS', err);
+            }
+          },
+        );
       };
     }
     throw new Error(`state ${stateName}: resource ${resource} has no local implementation in the harness`);

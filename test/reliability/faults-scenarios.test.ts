@@ -1,0 +1,285 @@
+import { LocalPipeline } from '../harness/pipeline';
+import { FaultSuite, type Baseline } from './faults-support';
+
+/**
+ * Named fault scenarios: a worker killed between SendCommand and recording the command id, a lost
+ * and a duplicated completion event, a redrive after a failure, and the gaps this suite found that
+ * need changes in statemachines/ or functions/*\/function.yml (`it.failing`, each with the fix).
+ */
+describe('fault scenarios', () => {
+  let pipeline: LocalPipeline;
+  let suite: FaultSuite;
+  let clean: Baseline;
+
+  beforeAll(async () => {
+    pipeline = await LocalPipeline.start({ faults: true });
+    suite = new FaultSuite(pipeline, 'fs');
+    clean = await suite.baseline();
+  }, 60_000);
+
+  afterAll(async () => {
+    if (suite) console.log(suite.summary());
+    await pipeline?.stop();
+  });
+
+  const site = (key: string): string => {
+    if (!clean.sites.some((s) => s.site === key)) throw new Error(`a clean release makes no call ${key}`);
+    return key;
+  };
+  it('compensates a bake whose worker died after SendCommand, before recording the command id', async () => {
+    // A real bake runs for many minutes: it is still running when compensation looks for it.
+    const result = await suite.run([{ site: site('Bake → SSM:SendCommand'), kind: 'crash', attempts: 1 }], {
+      setup: (appId) => pipeline.commands.setScenario(appId, 'bake', { outcome: 'hang' }),
+    });
+
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('COMPENSATED');
+    expect(result.execution?.error).toBe('Lambda.Unknown');
+    expect(result.runItem).toMatchObject({
+      status: 'FAILED',
+      failedStage: 'Bake',
+      compensationStatus: 'COMPLETE',
+    });
+    // The command the worker never recorded was found by its Comment and cancelled.
+    const commands = [...pipeline.commands.commands.values()].filter((c) => c.comment.includes(result.runId));
+    expect(commands.map((c) => c.status)).toEqual(['Cancelled']);
+    expect(result.items).toContainEqual(
+      expect.objectContaining({ type: 'UNDONE', id: `CANCEL_COMMAND#${commands[0]?.commandId}` }),
+    );
+    expect(pipeline.leftovers(result.runId)).toEqual({
+      images: [],
+      snapshots: [],
+      grants: [],
+      stacks: [],
+      runningCommands: [],
+    });
+  });
+
+  it('retries a bake whose worker answer was lost, adopting the running build instead of starting another', async () => {
+    const result = await suite.run(
+      [{ site: site('Bake → Lambda:Invoke bake'), kind: 'timeout', attempts: 1 }],
+      {
+        // A build still running when Step Functions retries the state: it ends once the retry has run.
+        setup: (appId) => {
+          const bakeInvocations = () =>
+            pipeline.lambda.invocations.filter((i) => i.functionKey === 'bake').length;
+          const before = bakeInvocations();
+          const retried = pipeline.until(() => bakeInvocations() >= before + 2, 'the retried bake worker');
+          pipeline.commands.setScenario(appId, 'bake', { outcome: 'success', runsUntil: retried });
+        },
+        expect: clean.expected,
+      },
+    );
+
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+    const bakes = [...pipeline.commands.commands.values()].filter(
+      (c) => c.comment.includes(result.runId) && c.step === 'bake',
+    );
+    expect(bakes.map((c) => c.status)).toEqual(['Success']);
+    expect(
+      result.execution?.events.filter((e) => e.type === 'StateRetried' && e.state === 'Bake'),
+    ).toHaveLength(1);
+  });
+
+  it('keeps the build a retried state adopted while a reconciler run still holds the old token', async () => {
+    const called = (key: string, fault?: string) => () =>
+      pipeline.faults.calls.some((c) => c.site === key && (fault === undefined || c.fault === fault));
+    const bakeRuns = () => pipeline.lambda.invocations.filter((i) => i.functionKey === 'bake').length;
+    const before = bakeRuns();
+    const result = await suite.run(
+      [
+        // The first attempt starts the build and its answer is lost; the retry waits for a
+        // scheduled reconciler run to read the task (with the first attempt's token) …
+        {
+          site: site('Bake → Lambda:Invoke bake'),
+          kind: ['timeout', 'hold'],
+          until: () =>
+            pipeline.until(called('reconciler → SFN:SendTaskHeartbeat', 'hold'), 'the reconciler heartbeat'),
+        },
+        // … whose heartbeat for that token is refused only after the retry adopted the build.
+        {
+          site: 'reconciler → SFN:SendTaskHeartbeat',
+          kind: 'hold',
+          attempts: 1,
+          until: () => pipeline.until(() => bakeRuns() >= before + 2, 'the retry to adopt the build'),
+        },
+      ],
+      {
+        setup: (appId) => {
+          const reconciled = pipeline
+            .until(called('Bake → Lambda:Invoke bake', 'hold'), 'the held retry')
+            .then(() => pipeline.reconcile());
+          pipeline.commands.setScenario(appId, 'bake', { outcome: 'success', runsUntil: reconciled });
+        },
+        expect: clean.expected,
+      },
+    );
+
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+    const bakes = [...pipeline.commands.commands.values()].filter(
+      (c) => c.comment.includes(result.runId) && c.step === 'bake',
+    );
+    expect(bakes.map((c) => c.status)).toEqual(['Success']);
+  });
+
+  it('completes a stage whose completion event was lost, through the reconciler', async () => {
+    const mark = pipeline.faults.mark();
+    const result = await suite.run(
+      [{ site: site('EventBridge → Lambda:InvokeAsync commandCompleted:bake'), kind: 'drop' }],
+      { expect: clean.expected },
+    );
+
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+    const calls = pipeline.faults.callsSince(mark);
+    expect(calls.some((c) => c.site === 'reconciler → SFN:SendTaskSuccess')).toBe(true);
+    expect(calls.filter((c) => c.site === 'commandCompleted:bake → SFN:SendTaskSuccess')).toEqual([]);
+  });
+
+  it('completes a stage once when its completion event is delivered twice', async () => {
+    const mark = pipeline.faults.mark();
+    const result = await suite.run(
+      [
+        {
+          site: site('EventBridge → Lambda:InvokeAsync commandCompleted:bake'),
+          kind: 'duplicate',
+          attempts: 1,
+        },
+      ],
+      { expect: clean.expected },
+    );
+
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+    const calls = pipeline.faults.callsSince(mark);
+    // Both deliveries ran; only the first found the task waiting and answered the token.
+    expect(
+      calls.filter((c) => c.site === 'commandCompleted:bake → DynamoDB:GetItem coordination COMMAND#'),
+    ).toHaveLength(2);
+    expect(calls.filter((c) => c.site === 'commandCompleted:bake → SFN:SendTaskSuccess')).toHaveLength(1);
+    const completions = result.items.filter((i) => i.type === 'COMMAND_SUCCESS' && i.stage === 'bake');
+    expect(completions).toHaveLength(1);
+  });
+
+  it('runs a new build id clean after a failed run, which left nothing; the failed build id is a duplicate', async () => {
+    const appId = suite.appId();
+    const failed = await suite.run([{ site: site('Distribute → EC2:CreateTags'), kind: 'server' }], {
+      appId,
+      buildId: `${appId}-build-1`,
+    });
+    expect(failed.problems).toEqual([]);
+    expect(failed.state).toBe('COMPENSATED');
+    expect(failed.runItem).toMatchObject({
+      status: 'FAILED',
+      failedStage: 'Distribute',
+      errorName: 'Unavailable',
+    });
+
+    // The cause is fixed (no fault armed); Jenkins publishes again with a new build id.
+    const fixed = await suite.run([], { appId, buildId: `${appId}-build-2`, expect: clean.expected });
+
+    expect(fixed.problems).toEqual([]);
+    expect(fixed.state).toBe('SUCCEEDED');
+    expect(Object.values(await pipeline.orphans(failed.runId, appId)).flat()).toEqual([]);
+
+    // The failed build id again: the same run, so nothing starts and nothing is rejected.
+    const executions = pipeline.sfn.list().length;
+    const again = await suite.run([], { appId, buildId: `${appId}-build-1` });
+    expect(pipeline.sfn.list()).toHaveLength(executions);
+    expect(again.runItem).toMatchObject({ status: 'FAILED', failedStage: 'Distribute' });
+    expect(again.problems).toEqual([]);
+    expect((await pipeline.rejections()).filter((r) => r.appId === appId)).toEqual([]);
+    expect((await pipeline.liveRelease(appId))?.runId).toBe(fixed.runId);
+  });
+
+  // ---- beyond the SDK's retries: the ASL Retry must take over ---------------------------------
+
+  const outage = (key: string) =>
+    suite.run([{ site: site(key), kind: ['throttle', 'throttle', 'throttle'] }], { expect: clean.expected });
+
+  it('retries a DynamoDB throttle that outlasts the SDK (ProvisionedThroughputExceededException)', async () => {
+    const result = await outage('PreProvision → DynamoDB:PutItem audit APP# RUN#');
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  it('retries an SSM throttle that outlasts the SDK (ThrottlingException)', async () => {
+    const result = await outage('PreProvision → SSM:PutParameter');
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  // ASL gap: the generic Retry of Distribute lists ThrottlingException, ProvisionedThroughputExceededException
+  // and InternalServerError, not EC2's own throttle. Fix (statemachines/ami-pipeline.asl.yml, Distribute's
+  // second retrier): add RequestLimitExceeded (and Unavailable, InternalError for EC2 5xx).
+  it.failing(
+    'retries an EC2 throttle that outlasts the SDK in Distribute (RequestLimitExceeded)',
+    async () => {
+      const result = await outage('Distribute → EC2:CreateTags');
+      expect(result.state).toBe('SUCCEEDED');
+    },
+  );
+
+  // ASL gap: PrepareTraffic, ShiftStep and CheckStep retry the generic names only; ELB and CloudWatch
+  // throttle as `Throttling`. Fix: add Throttling (and ServiceUnavailable, InternalFailure) to their
+  // second retrier.
+  it.failing(
+    'retries an Elastic Load Balancing throttle that outlasts the SDK in PrepareTraffic (Throttling)',
+    async () => {
+      const result = await outage('PrepareTraffic → ElasticLoadBalancingV2:DescribeListeners');
+      expect(result.state).toBe('SUCCEEDED');
+    },
+  );
+
+  it.failing('retries a CloudWatch throttle that outlasts the SDK in CheckStep (Throttling)', async () => {
+    const result = await outage('CheckStep → CloudWatch:GetMetricStatistics');
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  // ASL gap: S3 throttles as SlowDown (503). Fix: add SlowDown to PreProvision's second retrier.
+  it.failing('retries an S3 throttle that outlasts the SDK in PreProvision (SlowDown)', async () => {
+    const result = await outage('PreProvision → S3:GetObject artifacts');
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  // ASL gap: Bake, Provision, Validate (and DestroyGreenStack) retry Lambda.* errors only, so a throttle
+  // before SendCommand fails the stage. A retry is safe now (shared/commands/launch.ts adopts a running
+  // or succeeded command of an earlier attempt and never sends twice). Fix: add a second retrier
+  // [ThrottlingException, ProvisionedThroughputExceededException, InternalServerError] with the
+  // same IntervalSeconds 2, BackoffRate 2, MaxAttempts 6, JitterStrategy FULL.
+  it.failing('retries a throttle that outlasts the SDK in a token stage (Bake)', async () => {
+    const result = await outage('Bake → SSM:DescribeInstanceInformation');
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  // ASL gap: a worker that dies (Lambda.Unknown: out of memory, timeout) is never retried. After
+  // RecordRelease moved the live pointer, compensation now refuses to undo a live release (loud,
+  // INCOMPLETE), but the run fails. Fix: add Lambda.Unknown to RecordRelease's first retrier
+  // (RecordRelease is idempotent: a retry finds its own run live and only records what is missing).
+  it.failing('retries a RecordRelease that died after the release went live, to success', async () => {
+    const result = await suite.run([
+      { site: site('RecordRelease → DynamoDB:PutItem audit LIVE# APP#'), kind: 'crash', attempts: 1 },
+    ]);
+    expect(result.state).toBe('SUCCEEDED');
+  });
+
+  // IAM gap: Distribute died after CreateGrant and before recording the grant; compensation revokes
+  // the grants the audit table lists, so this one is left. Fix: functions/compensate/function.yml
+  // kms:ListGrants on PipelineKey, and compensation revoking the grants named ami-pipeline-<runId>
+  // it finds there (or Lambda.Unknown in Distribute's first retrier: CreateGrant with the same name
+  // returns the same grant, which the retry records).
+  it.failing('leaves no KMS grant when Distribute dies right after creating it', async () => {
+    const result = await suite.run([
+      { site: site('Distribute → KMS:CreateGrant'), kind: 'crash', attempts: 1 },
+    ]);
+    suite.knownGap(result);
+    expect(result.problems).toEqual([]);
+  });
+
+  it('ended every run above consistent, the known gaps apart', () => {
+    const inconsistent = suite.results.filter((r) => r.problems.length > 0 && !suite.isKnownGap(r));
+    expect(inconsistent.map((r) => `${r.appId}: ${r.problems.join('; ')}`)).toEqual([]);
+  });
+});
