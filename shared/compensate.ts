@@ -17,7 +17,7 @@ import { findUnrecordedCommands } from './commands/unrecorded';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
 import type { LogSubscriptionDetail } from './release/log-export';
-import { snapshotsOf } from './images';
+import { madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
 import { restoreListener } from './release/traffic';
 import { runRefSchema } from './run-ref';
 
@@ -56,7 +56,7 @@ export interface CompensateDeps {
   now: () => Date;
 }
 
-const RUN_TAG = 'tag:ami-pipeline:run-id';
+const RUN_TAG = `tag:${RUN_ID_TAG}`;
 /** Error names meaning the resource no longer exists (nothing left to undo). */
 export const GONE = /NotFound|InvalidAMIID\.Unavailable|InvalidSnapshot\.NotFound|NotFoundException/;
 
@@ -260,7 +260,7 @@ export const removeRunImages = async (
     for (const image of found) {
       // Only what this run made: a bake result naming another app's AMI must not get it removed
       // (Distribute refuses such an image; the inventory may still hold its id).
-      if (!image.Tags?.some((t) => t.Key === 'ami-pipeline:run-id' && t.Value === runId)) {
+      if (madeByRun(image) !== runId) {
         logger.warn('not deregistering an image this run did not make', { runId, amiId });
         continue;
       }

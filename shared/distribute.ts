@@ -16,7 +16,7 @@ import { z } from 'zod';
 import type { AuditRepository } from './audit';
 import { bakeResultSchema } from './commands/contract';
 import { DistributionFailedError } from './errors';
-import { snapshotsOf } from './images';
+import { madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
 import { logger } from './logger';
 import { loadRunConfig } from './run-config';
 import { runRefSchema } from './run-ref';
@@ -97,7 +97,7 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
   let image = await currentImage(input, deps);
   // The bake's result.json names the AMI; only an image this run made (tagged with its run id at
   // creation) may be tagged, shared, granted and later removed — never another app's.
-  const madeBy = image.Tags?.find((t) => t.Key === RUN_ID_TAG)?.Value;
+  const madeBy = madeByRun(image);
   if (madeBy !== input.run.runId) {
     throw new DistributionFailedError(
       `bake.amiId: ${String(image.ImageId)} was not made by this run (its ${RUN_ID_TAG} tag is ${madeBy === undefined ? 'missing' : `"${madeBy}"`})`,
@@ -155,8 +155,6 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
   logger.info('AMI distributed', { amiId, account, snapshots: snapshotIds.length });
   return { amiId, snapshotIds, region: input.bake.region, sharedWith: account, grantId: grant.GrantId };
 };
-
-const RUN_ID_TAG = 'ami-pipeline:run-id';
 
 const describeImage = async (ec2: EC2Client, amiId: string): Promise<Image | undefined> => {
   try {

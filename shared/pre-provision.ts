@@ -1,3 +1,4 @@
+import { RUN_ID_TAG } from './images';
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
@@ -48,7 +49,7 @@ export interface PreProvisionDeps {
 
 /** Tags every resource the pipeline creates carries (DESIGN "Data"). */
 export const resourceTags = (runId: string, appId: string, stage: string): Record<string, string> => ({
-  'ami-pipeline:run-id': runId,
+  [RUN_ID_TAG]: runId,
   'ami-pipeline:app-id': appId,
   'ami-pipeline:stage': stage,
 });
