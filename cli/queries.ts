@@ -1,5 +1,5 @@
 import { paginateQuery, type DynamoDBDocumentClient, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { AUDIT_INDEXES, auditKeys } from '../shared/audit';
+import { AUDIT_INDEXES, AuditRepository, auditKeys } from '../shared/audit';
 
 export type Item = Record<string, unknown>;
 
@@ -32,10 +32,15 @@ const HIGH = '~';
  * never a Scan — read page by page. Every question's cost grows with its answer, not the table.
  */
 export class AuditReader {
+  /** The workers' own reads of the same table (one definition of each key layout). */
+  private readonly repository: AuditRepository;
+
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly table: string,
-  ) {}
+  ) {
+    this.repository = new AuditRepository(db, table);
+  }
 
   /** Runs of an app, newest first, in a time window, optionally of one environment. */
   async runsOfApp(
@@ -78,15 +83,7 @@ export class AuditReader {
 
   /** The run item of a run id (byResource, where runs are keyed `RUN#<runId>`). */
   async run(runId: string): Promise<Item | undefined> {
-    const [run] = await this.query(
-      {
-        IndexName: AUDIT_INDEXES.byResource,
-        KeyConditionExpression: 'gsi1pk = :pk AND gsi1sk = :sk',
-        ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':sk': 'RUN' },
-      },
-      1,
-    );
-    return run;
+    return this.repository.findRun(runId);
   }
 
   /** Everything a run recorded (events and resources), in key order. */
@@ -111,10 +108,7 @@ export class AuditReader {
 
   /** The live release of every app in an environment. */
   async live(environment: string): Promise<Item[]> {
-    return this.query({
-      KeyConditionExpression: 'pk = :pk',
-      ExpressionAttributeValues: { ':pk': auditKeys.live(environment, '').pk },
-    });
+    return this.repository.liveReleases(environment);
   }
 
   /** Rejected trigger messages of an environment, newest first. */
