@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { DeleteSubscriptionFilterCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { Action, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { paginateListGrants, RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import type { AuditRepository } from './audit';
@@ -17,7 +17,7 @@ import { findUnrecordedCommands } from './commands/unrecorded';
 import { errorMessage, errorName } from './errors';
 import { logger } from './logger';
 import type { LogSubscriptionDetail } from './release/log-export';
-import { madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
+import { launchGrantName, madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
 import { restoreListener } from './release/traffic';
 import { runRefSchema } from './run-ref';
 
@@ -241,9 +241,17 @@ export const removeRunImages = async (
   deps: Pick<CompensateDeps, 'ec2' | 'kms' | 'audit' | 'kmsKeyArn'>,
   attempt: UndoStep,
 ): Promise<void> => {
-  for (const grant of await deps.audit.resourcesOf(runId, 'KMS_GRANT')) {
-    await attempt('REVOKE_GRANT', grant.resourceId, () =>
-      deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grant.resourceId })),
+  const grants = new Set((await deps.audit.resourcesOf(runId, 'KMS_GRANT')).map((g) => g.resourceId));
+  // A worker that died between CreateGrant and recording it left a grant the inventory lacks; the
+  // key's grants carry the run in their name.
+  const name = launchGrantName(runId);
+  for await (const page of paginateListGrants({ client: deps.kms }, { KeyId: deps.kmsKeyArn })) {
+    for (const grant of page.Grants ?? [])
+      if (grant.Name === name && grant.GrantId) grants.add(grant.GrantId);
+  }
+  for (const grantId of grants) {
+    await attempt('REVOKE_GRANT', grantId, () =>
+      deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grantId })),
     );
   }
 

@@ -16,7 +16,7 @@ import { z } from 'zod';
 import type { AuditRepository } from './audit';
 import { bakeResultSchema } from './commands/contract';
 import { DistributionFailedError } from './errors';
-import { madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
+import { launchGrantName, madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
 import { logger } from './logger';
 import { loadRunConfig } from './run-config';
 import { runRefSchema } from './run-ref';
@@ -141,7 +141,7 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
       KeyId: deps.kmsKeyArn,
       GranteePrincipal: `arn:aws:iam::${account}:root`,
       Operations: LAUNCH_GRANT_OPERATIONS,
-      Name: `ami-pipeline-${run.runId}`,
+      Name: launchGrantName(run.runId),
     }),
   );
   if (!grant.GrantId)

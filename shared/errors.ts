@@ -1,3 +1,5 @@
+import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
+
 /**
  * Domain errors. Every class sets a *literal* `name` ending in `Error`: the state machine matches
  * `ErrorEquals` on it, and esbuild's minifier renames classes, so `this.constructor.name` would not do.
@@ -40,6 +42,19 @@ export class RunConfigTooLargeError extends PipelineError {
 /** Another execution holds the app+environment lock; the state machine retries, then gives up. */
 export class LockHeldError extends PipelineError {
   override readonly name = 'LockHeldError';
+}
+
+/** Another delivery of the same build holds its claim and has not started the execution yet (Lambda retries). */
+export class StartInProgressError extends PipelineError {
+  override readonly name = 'StartInProgressError';
+}
+
+/**
+ * A token stage sent its command but could not record it, and cancelled it. Never retried by the
+ * state machine (a retry would start the command again over the cancelled one): the run compensates.
+ */
+export class CommandNotRecordedError extends PipelineError {
+  override readonly name = 'CommandNotRecordedError';
 }
 
 /** An audit write conflicts with what the table already holds (append-only guard). */
@@ -111,3 +126,36 @@ export class LogExportFailedError extends PipelineError {
 export class ReleaseLiveError extends PipelineError {
   override readonly name = 'ReleaseLiveError';
 }
+
+/**
+ * An AWS call failed in a way worth trying again (a throttle, a 5xx, a timeout or a dropped
+ * connection) after the SDK's own retries gave up. Workers throw this one name for every service, so
+ * the state machine retries it with one `ErrorEquals` instead of each service's spelling
+ * (RequestLimitExceeded, Throttling, SlowDown, KMSInternalException, …); the message keeps the
+ * original name and the error keeps it as `cause`.
+ */
+export class AwsTransientError extends PipelineError {
+  override readonly name = 'AwsTransientError';
+}
+
+/**
+ * Names the SDK counts as throttling that mean a quota for the services this pipeline calls
+ * (CloudWatch Logs: subscription filters per group; KMS: grants per key): waiting does not help.
+ */
+const QUOTA_ERRORS = new Set(['LimitExceededException']);
+
+/**
+ * Whether `err` is an AWS error the SDK classifies as throttling, transient or a server error
+ * (`@smithy/core/retry`: the classification the SDK's own retry strategy uses). Domain errors
+ * (PipelineError) never are: the domain chose their name and the state machine routes on it.
+ */
+export const isAwsTransient = (err: unknown): err is Error => {
+  if (err instanceof PipelineError || !(err instanceof Error)) return false;
+  if (QUOTA_ERRORS.has(err.name)) return false;
+  const sdkError = err as Parameters<typeof isTransientError>[0];
+  return isThrottlingError(sdkError) || isTransientError(sdkError) || isServerError(sdkError);
+};
+
+/** What a worker throws to the state machine: a transient AWS error as AwsTransientError, anything else as it is. */
+export const forStateMachine = (err: unknown): unknown =>
+  isAwsTransient(err) ? new AwsTransientError(`${err.name}: ${err.message}`, { cause: err }) : err;

@@ -10,3 +10,9 @@ export const RUN_ID_TAG = 'ami-pipeline:run-id';
 /** The run id an image was made by, from its tag (undefined when untagged). */
 export const madeByRun = (image: Image): string | undefined =>
   image.Tags?.find((t) => t.Key === RUN_ID_TAG)?.Value;
+
+/**
+ * The name of the KMS grant a run gives an account on the stage key. The name makes a retried
+ * CreateGrant return the same grant, and lets compensation find a grant its worker never recorded.
+ */
+export const launchGrantName = (runId: string): string => `ami-pipeline-${runId}`;

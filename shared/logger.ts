@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { Context } from 'aws-lambda';
+import { forStateMachine } from './errors';
 
 /** One logger for every worker; POWERTOOLS_LOG_LEVEL and POWERTOOLS_SERVICE_NAME come from the function's env. */
 export const logger = new Logger({ serviceName: 'ami-pipeline' });
@@ -12,8 +13,10 @@ export interface RunLogKeys {
 }
 
 /**
- * Runs `fn` with the Lambda context and the run's identifiers on every log line, and clears them
- * afterwards so a warm container never leaks one run's keys into the next invocation.
+ * Every worker's entry point. Runs `fn` with the Lambda context and the run's identifiers on every
+ * log line, and clears them afterwards so a warm container never leaks one run's keys into the next
+ * invocation. A throttle, 5xx or timeout the SDK gave up on leaves as AwsTransientError, the one
+ * name the state machine's Retry lists for every service (see `forStateMachine`).
  */
 export const withLogContext = async <T>(
   context: Context | undefined,
@@ -24,6 +27,8 @@ export const withLogContext = async <T>(
   logger.appendKeys({ ...keys });
   try {
     return await fn();
+  } catch (err) {
+    throw forStateMachine(err);
   } finally {
     logger.resetKeys();
   }

@@ -46,6 +46,8 @@ export const failedSchema = z.object({
   error: z.string().min(1),
   cause: z.string(),
   compensation: z.looseObject({ status: z.enum(['COMPLETE', 'INCOMPLETE', 'FAILED']) }),
+  /** null; or why the run item could not be marked FAILED (the audit table still shows it RUNNING). */
+  auditFailure: z.object({ Error: z.string(), Cause: z.string() }).nullable(),
 });
 
 /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Context, SNSEvent } from 'aws-lambda';
 import { AuditRepository } from '../../shared/audit';
 import { dynamodb } from '../../shared/clients/dynamodb';
@@ -6,7 +7,16 @@ import { sfn } from '../../shared/clients/sfn';
 import { sqs } from '../../shared/clients/sqs';
 import { requireEnv, requirePositiveIntEnv } from '../../shared/env';
 import { logger, withLogContext } from '../../shared/logger';
+import { TriggerClaims } from '../../shared/trigger/claim';
 import { handleTrigger, type TriggerDeps, type TriggerOutcome } from '../../shared/trigger/handle';
+
+/**
+ * A holder that has not started its execution keeps the claim this long: ten times the function's
+ * 30 s timeout, well past Lambda's first async retry of the holder (about a minute).
+ */
+const CLAIM_LEASE_SECONDS = 300;
+/** Claims are kept a week (TTL); Step Functions itself remembers execution names for 90 days. */
+const CLAIM_RETENTION_SECONDS = 7 * 24 * 3600;
 
 const defaultDeps: TriggerDeps = {
   ctx: { stage: requireEnv('STAGE'), artifactsBucket: requireEnv('ARTIFACTS_BUCKET') },
@@ -14,14 +24,27 @@ const defaultDeps: TriggerDeps = {
   stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
   rejectionsQueueUrl: requireEnv('REJECTIONS_QUEUE_URL'),
   audit: new AuditRepository(dynamodb, requireEnv('AUDIT_TABLE')),
+  claims: new TriggerClaims({
+    db: dynamodb,
+    tableName: requireEnv('COORDINATION_TABLE'),
+    leaseSeconds: CLAIM_LEASE_SECONDS,
+    retentionSeconds: CLAIM_RETENTION_SECONDS,
+  }),
   sfn,
   sqs,
   s3,
   now: () => new Date(),
 };
 
-/** Processes each SNS record; infrastructure errors propagate so Lambda retries, then the DLQ keeps the message. */
-export const run = async (event: SNSEvent, deps: TriggerDeps = defaultDeps): Promise<TriggerOutcome[]> => {
+/**
+ * Processes each SNS record; infrastructure errors propagate so Lambda retries, then the DLQ keeps
+ * the message. `invocationId` is the Lambda request id (kept across Lambda's retries of one invocation).
+ */
+export const run = async (
+  event: SNSEvent,
+  deps: TriggerDeps = defaultDeps,
+  invocationId: string = randomUUID(),
+): Promise<TriggerOutcome[]> => {
   const outcomes: TriggerOutcome[] = [];
   for (const record of event.Records) {
     outcomes.push(
@@ -31,6 +54,7 @@ export const run = async (event: SNSEvent, deps: TriggerDeps = defaultDeps): Pro
           messageId: record.Sns.MessageId,
           topicArn: record.Sns.TopicArn,
           timestamp: record.Sns.Timestamp,
+          invocationId,
         },
         deps,
       ),
@@ -41,4 +65,4 @@ export const run = async (event: SNSEvent, deps: TriggerDeps = defaultDeps): Pro
 };
 
 export const handler = async (event: SNSEvent, context: Context): Promise<TriggerOutcome[]> =>
-  withLogContext(context, {}, () => run(event));
+  withLogContext(context, {}, () => run(event, defaultDeps, context.awsRequestId));

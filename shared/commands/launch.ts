@@ -11,7 +11,13 @@ import {
 } from '@aws-sdk/client-ssm';
 import type { FinalizeRequestMiddleware } from '@smithy/types';
 import type { StageConfig } from '../config/stage';
-import { errorName, InvalidTaskInputError, NoBuilderAvailableError } from '../errors';
+import {
+  CommandNotRecordedError,
+  errorMessage,
+  errorName,
+  InvalidTaskInputError,
+  NoBuilderAvailableError,
+} from '../errors';
 import { logger } from '../logger';
 import {
   documentName,
@@ -147,7 +153,12 @@ export const launchCommand = async (
     await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId })).catch((cancelErr: unknown) => {
       logger.error('could not cancel an unrecorded command', { commandId, error: cancelErr as Error });
     });
-    throw err;
+    // Not a transient error for the state machine, however transient the cause: a retry would send
+    // the command again over the one just cancelled mid-run (a half-applied stack, a held state lock).
+    throw new CommandNotRecordedError(
+      `${step} command ${commandId} was sent but could not be recorded, so it was cancelled: ${errorName(err)}: ${errorMessage(err)}`,
+      { cause: err },
+    );
   }
   logger.info('command started', { step, mode: req.mode, commandId, instanceId, executionTimeout });
   return { commandId, instanceId, adopted: false };

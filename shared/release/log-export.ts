@@ -11,7 +11,7 @@ import {
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import type { AuditRepository } from '../audit';
-import { errorMessage, errorName, LogExportFailedError } from '../errors';
+import { errorMessage, errorName, isAwsTransient, LogExportFailedError } from '../errors';
 import { logger } from '../logger';
 import { loadRunConfig, type RunConfig } from '../run-config';
 import { runRefSchema } from '../run-ref';
@@ -59,12 +59,12 @@ export interface LogSubscriptionDetail {
   replaced: { destinationArn: string | null; roleArn: string | null; filterPattern: string | null } | null;
 }
 
-/** Errors worth the state machine's Retry: the whole export is idempotent, so running it again is safe. */
-const TRANSIENT = new Set([
-  'ThrottlingException',
-  'ServiceUnavailableException',
-  'OperationAbortedException',
-]);
+/**
+ * Errors worth the state machine's Retry (the whole export is idempotent, so running it again is
+ * safe): AWS's transient ones, and CloudWatch Logs' conflict with a concurrent change.
+ */
+const worthRetrying = (err: unknown): boolean =>
+  isAwsTransient(err) || errorName(err) === 'OperationAbortedException';
 
 /**
  * A log group's ARN for the tagging APIs (no trailing `:*`), in the account and region of the
@@ -91,7 +91,7 @@ export const exportLogs = async (input: LogExportInput, deps: LogExportDeps): Pr
       if (await ensureLogGroup(group.name, retentionInDays, input, config, deps)) created++;
       await subscribe(group.name, input, config, deps);
     } catch (err) {
-      if (TRANSIENT.has(errorName(err))) throw err;
+      if (worthRetrying(err)) throw err;
       throw new LogExportFailedError(`log group ${group.name}: ${errorName(err)}: ${errorMessage(err)}`, {
         cause: err,
       });

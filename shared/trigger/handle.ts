@@ -3,12 +3,15 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   StartExecutionCommand,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { isDeepStrictEqual } from 'node:util';
 import type { AuditRepository } from '../audit';
+import { StartInProgressError } from '../errors';
+import { TriggerClaims } from './claim';
 import { logger } from '../logger';
 import { z } from 'zod';
 import {
@@ -32,6 +35,8 @@ export interface TriggerDelivery {
   topicArn: string;
   /** SNS publish time (ISO 8601). */
   timestamp: string;
+  /** The Lambda request id: the same for every async retry of one invocation, another for a duplicate delivery. */
+  invocationId: string;
 }
 
 export interface TriggerDeps {
@@ -40,6 +45,7 @@ export interface TriggerDeps {
   stateMachineArn: string;
   rejectionsQueueUrl: string;
   audit: AuditRepository;
+  claims: TriggerClaims;
   sfn: SFNClient;
   sqs: SQSClient;
   s3: S3Client;
@@ -89,12 +95,16 @@ export const handleTrigger = async (
 ): Promise<TriggerOutcome> => {
   const parsed = parseTriggerMessage(delivery.message, deps.ctx, deps.maxMessageBytes);
   if (!parsed.ok) return reject(delivery, parsed.violations, deps);
-  if (parsed.baseImageUpdate) return fanOut(parsed.baseImageUpdate, deps);
+  if (parsed.baseImageUpdate) return fanOut(parsed.baseImageUpdate, delivery.invocationId, deps);
 
   const { message } = parsed;
   const runId = runIdFor(message.appId, message.environment, message.buildId);
   const appConfigUri = await appConfigUriFor(message, runId, deps);
-  const started = await startRun(executionInputFor(message, runId, appConfigUri), deps);
+  const started = await startRun(
+    executionInputFor(message, runId, appConfigUri),
+    delivery.invocationId,
+    deps,
+  );
   if (started.status !== 'CONFLICT') return started;
   return reject(
     delivery,
@@ -112,25 +122,43 @@ type StartOutcome =
 
 /**
  * Starts the run for an execution input, or recognises it: the same name with the same input is
- * a redelivery (success, nothing to do); the same name with other content is a CONFLICT.
+ * a redelivery (success, nothing to do); the same name with other content is a CONFLICT. Only the
+ * invocation holding the build's claim (shared/trigger/claim.ts) starts it and reports STARTED.
  */
-const startRun = async (executionInput: ExecutionInput, deps: TriggerDeps): Promise<StartOutcome> => {
+const startRun = async (
+  executionInput: ExecutionInput,
+  invocationId: string,
+  deps: TriggerDeps,
+): Promise<StartOutcome> => {
   const { runId } = executionInput;
   const executionName = executionNameFor(executionInput.appId, executionInput.environment, runId);
   const input = JSON.stringify(executionInput);
-  try {
-    const started = await deps.sfn.send(
-      new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: executionName, input }),
-    );
-    // Step Functions answers an identical StartExecution for a *running* execution with its ARN.
-    const executionArn = started.executionArn ?? executionArnFor(deps.stateMachineArn, executionName);
-    logger.info('execution started', { executionName, executionArn, runId });
-    return { status: 'STARTED', executionArn, executionName, runId };
-  } catch (err) {
-    if (!(err instanceof ExecutionAlreadyExists)) throw err;
+  if (await deps.claims.claim(executionName, invocationId, deps.now())) {
+    try {
+      const started = await deps.sfn.send(
+        new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: executionName, input }),
+      );
+      // Step Functions answers an identical StartExecution for a *running* execution with its ARN:
+      // an earlier attempt of this invocation started it, and its answer was lost.
+      const executionArn = started.executionArn ?? executionArnFor(deps.stateMachineArn, executionName);
+      if (!(await deps.claims.started(executionName, invocationId, deps.now())))
+        logger.warn('execution started after the claim had passed to another delivery', { executionName });
+      logger.info('execution started', { executionName, executionArn, runId });
+      return { status: 'STARTED', executionArn, executionName, runId };
+    } catch (err) {
+      if (!(err instanceof ExecutionAlreadyExists)) throw err;
+    }
   }
   const executionArn = executionArnFor(deps.stateMachineArn, executionName);
-  const existing = await deps.sfn.send(new DescribeExecutionCommand({ executionArn }));
+  const existing = await deps.sfn
+    .send(new DescribeExecutionCommand({ executionArn }))
+    .catch((err: unknown) => {
+      // Claimed by another delivery that has not started it yet: Lambda retries this one later,
+      // when the execution exists (or the holder's lease is over and this delivery may start it).
+      if (err instanceof ExecutionDoesNotExist)
+        throw new StartInProgressError(`${executionName}: another delivery of this build is starting it`);
+      throw err;
+    });
   if (existing.input !== undefined && isDeepStrictEqual(JSON.parse(existing.input), JSON.parse(input))) {
     logger.info('duplicate trigger ignored: execution already exists with the same input', {
       executionName,
@@ -148,7 +176,11 @@ const startRun = async (executionInput: ExecutionInput, deps: TriggerDeps): Prom
  * its own execution name (app, environment, the SOE build), so a redelivery starts nothing new;
  * apps on other bases are untouched.
  */
-const fanOut = async (update: BaseImageUpdate, deps: TriggerDeps): Promise<TriggerOutcome> => {
+const fanOut = async (
+  update: BaseImageUpdate,
+  invocationId: string,
+  deps: TriggerDeps,
+): Promise<TriggerOutcome> => {
   const live = await deps.audit.liveReleases(update.environment);
   const affected = live.filter(
     (release) =>
@@ -178,6 +210,7 @@ const fanOut = async (update: BaseImageUpdate, deps: TriggerDeps): Promise<Trigg
         artifact,
         requestedBy: update.requestedBy,
       },
+      invocationId,
       deps,
     );
     if (outcome.status === 'CONFLICT')

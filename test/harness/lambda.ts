@@ -76,11 +76,19 @@ export class LambdaRuntime {
     return this.entry(keyOrArn).def;
   }
 
-  async invoke(keyOrArn: string, payload: unknown, options: { caller?: string } = {}): Promise<unknown> {
+  /**
+   * `requestId`: Lambda keeps an async invocation's request id across its retries; pass the first
+   * attempt's to a retry (omitted: a new invocation).
+   */
+  async invoke(
+    keyOrArn: string,
+    payload: unknown,
+    options: { caller?: string; requestId?: string } = {},
+  ): Promise<unknown> {
     const { def, handler } = this.entry(keyOrArn);
     const event: unknown = JSON.parse(JSON.stringify(payload ?? null));
     const startedAt = Date.now();
-    const requestId = randomUUID();
+    const requestId = options.requestId ?? randomUUID();
     const deadline = startedAt + def.timeoutSeconds * 1000;
     const context = {
       functionName: def.key,

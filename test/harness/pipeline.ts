@@ -8,6 +8,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -30,7 +31,7 @@ import {
   ModifyImageAttributeCommand,
   ModifySnapshotAttributeCommand,
 } from '@aws-sdk/client-ec2';
-import { CreateGrantCommand, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import { CreateGrantCommand, KMSClient, ListGrantsCommand, RevokeGrantCommand } from '@aws-sdk/client-kms';
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import {
   AssociateKmsKeyCommand,
@@ -707,6 +708,7 @@ export class LocalPipeline {
     const onKms = standIn(mockClient(KMSClient), 'KMS', 'KMS');
     onKms(CreateGrantCommand, (input) => this.kms.createGrant(input));
     onKms(RevokeGrantCommand, (input) => this.kms.revokeGrant(input));
+    onKms(ListGrantsCommand, (input) => this.kms.listGrants(input));
 
     const onElb = standIn(
       mockClient(ElasticLoadBalancingV2Client),
@@ -856,9 +858,11 @@ export class LocalPipeline {
         ],
       };
       let lastError: unknown;
+      // One invocation: its retries keep its request id (the trigger's claim holder), as in Lambda.
+      const requestId = randomUUID();
       for (let attempt = 0; attempt < attempts; attempt++) {
         try {
-          await this.lambda.invoke(fn.key, event);
+          await this.lambda.invoke(fn.key, event, { requestId });
           return;
         } catch (err) {
           lastError = err;

@@ -65,6 +65,23 @@ describe('outcome notifications', () => {
       compensation: { status: 'COMPLETE' },
     });
     expect(attributes).toMatchObject({ status: 'FAILED', compensation: 'COMPLETE' });
+    expect(body.auditFailure).toBeNull();
+  });
+
+  it('a failure whose own audit write failed: FAILED, saying the run item still shows RUNNING', async () => {
+    pipeline.commands.setScenario('notify-unrecorded', 'bake', { outcome: 'fail' });
+    failAt = { state: 'RecordFailure', error: 'DynamoDB.ResourceNotFoundException' };
+
+    const { body } = await outcomeOf('notify-unrecorded');
+
+    expect(body).toMatchObject({
+      status: 'FAILED',
+      failedStage: 'Bake',
+      error: 'BakeFailedError',
+      auditFailure: { Error: 'DynamoDB.ResourceNotFoundException', Cause: expect.any(String) },
+    });
+    const [runItem] = await pipeline.runsOf('notify-unrecorded');
+    expect(runItem?.status).toBe('RUNNING');
   });
 
   it.each([

@@ -2,13 +2,6 @@ import { LocalPipeline } from '../harness/pipeline';
 import { FaultSuite, persistentPlan, type Baseline } from './faults-support';
 
 /**
- * Crashes this suite shows to end inconsistent, whose fix is outside this team's files. Each has an
- * `it.failing` test in faults-scenarios.test.ts (which starts failing, and must be dropped from here,
- * once the fix lands).
- */
-const KNOWN_CRASH_GAPS = new Set(['Distribute → KMS:CreateGrant']);
-
-/**
  * Issue 6, faults at every AWS call — faults that do not go away. For each call a clean release
  * makes, one run where it fails on every attempt (a 5xx; an event is never delivered), and one
  * where the worker making it dies right after it succeeded (out of memory, a timeout, a lost
@@ -58,10 +51,7 @@ describe('persistent faults and crashes at every AWS call of a release', () => {
   it('ends every run consistent when a state worker dies right after one of its calls', async () => {
     const failures: string[] = [];
     const inStateWorkers = clean.sites.filter(
-      (s) =>
-        s.layer === 'sdk' &&
-        !/^(commandCompleted|trigger|reconciler|harness)/.test(s.caller) &&
-        !KNOWN_CRASH_GAPS.has(s.site),
+      (s) => s.layer === 'sdk' && !/^(commandCompleted|trigger|reconciler|harness)/.test(s.caller),
     );
     expect(inStateWorkers.length).toBeGreaterThan(40);
     for (const site of inStateWorkers) {

@@ -174,7 +174,9 @@ describe('fault scenarios', () => {
     expect(failed.runItem).toMatchObject({
       status: 'FAILED',
       failedStage: 'Distribute',
-      errorName: 'Unavailable',
+      // Retried by the SDK and then the state machine; the cause keeps EC2's own name.
+      errorName: 'AwsTransientError',
+      errorCause: expect.stringContaining('Unavailable: '),
     });
 
     // The cause is fixed (no fault armed); Jenkins publishes again with a new build id.
@@ -211,71 +213,62 @@ describe('fault scenarios', () => {
     expect(result.state).toBe('SUCCEEDED');
   });
 
-  // ASL gap: the generic Retry of Distribute lists ThrottlingException, ProvisionedThroughputExceededException
-  // and InternalServerError, not EC2's own throttle. Fix (statemachines/ami-pipeline.asl.yml, Distribute's
-  // second retrier): add RequestLimitExceeded (and Unavailable, InternalError for EC2 5xx).
-  it.failing(
-    'retries an EC2 throttle that outlasts the SDK in Distribute (RequestLimitExceeded)',
-    async () => {
-      const result = await outage('Distribute → EC2:CreateTags');
-      expect(result.state).toBe('SUCCEEDED');
-    },
-  );
-
-  // ASL gap: PrepareTraffic, ShiftStep and CheckStep retry the generic names only; ELB and CloudWatch
-  // throttle as `Throttling`. Fix: add Throttling (and ServiceUnavailable, InternalFailure) to their
-  // second retrier.
-  it.failing(
-    'retries an Elastic Load Balancing throttle that outlasts the SDK in PrepareTraffic (Throttling)',
-    async () => {
-      const result = await outage('PrepareTraffic → ElasticLoadBalancingV2:DescribeListeners');
-      expect(result.state).toBe('SUCCEEDED');
-    },
-  );
-
-  it.failing('retries a CloudWatch throttle that outlasts the SDK in CheckStep (Throttling)', async () => {
-    const result = await outage('CheckStep → CloudWatch:GetMetricStatistics');
+  // Every service spells its throttle and 5xx its own way (RequestLimitExceeded, Throttling, SlowDown,
+  // KMSInternalException, …). Workers throw them as AwsTransientError (shared/errors.ts), which every
+  // Lambda task retries with backoff and jitter, the token stages too (a retry adopts the command).
+  it.each([
+    ['an EC2 throttle in Distribute (RequestLimitExceeded)', 'Distribute → EC2:CreateTags'],
+    ['a KMS throttle in Distribute (ThrottlingException)', 'Distribute → KMS:CreateGrant'],
+    [
+      'an Elastic Load Balancing throttle in PrepareTraffic (Throttling)',
+      'PrepareTraffic → ElasticLoadBalancingV2:DescribeListeners',
+    ],
+    ['a CloudWatch throttle in CheckStep (Throttling)', 'CheckStep → CloudWatch:GetMetricStatistics'],
+    ['an S3 throttle in PreProvision (SlowDown)', 'PreProvision → S3:GetObject artifacts'],
+    ['an SSM throttle in a token stage (Bake)', 'Bake → SSM:DescribeInstanceInformation'],
+  ])('retries %s that outlasts the SDK, to success', async (_, key) => {
+    const result = await outage(key);
+    expect(result.problems).toEqual([]);
     expect(result.state).toBe('SUCCEEDED');
   });
 
-  // ASL gap: S3 throttles as SlowDown (503). Fix: add SlowDown to PreProvision's second retrier.
-  it.failing('retries an S3 throttle that outlasts the SDK in PreProvision (SlowDown)', async () => {
-    const result = await outage('PreProvision → S3:GetObject artifacts');
+  it.each([
+    ['an EC2 5xx in Distribute (Unavailable)', 'Distribute → EC2:CreateTags'],
+    ['a KMS 5xx in Distribute (KMSInternalException)', 'Distribute → KMS:CreateGrant'],
+    ['an SSM 5xx when a token stage sends its command (Provision)', 'Provision → SSM:SendCommand'],
+  ])('retries %s that outlasts the SDK, to success, with one command per stage', async (_, key) => {
+    const result = await suite.run([{ site: site(key), kind: ['server', 'server', 'server', 'server'] }], {
+      expect: clean.expected,
+    });
+    expect(result.problems).toEqual([]);
     expect(result.state).toBe('SUCCEEDED');
+    const commands = [...pipeline.commands.commands.values()].filter((c) => c.comment.includes(result.runId));
+    expect(commands.map((c) => c.step).sort()).toEqual(['bake', 'provision', 'validate']);
   });
 
-  // ASL gap: Bake, Provision, Validate (and DestroyGreenStack) retry Lambda.* errors only, so a throttle
-  // before SendCommand fails the stage. A retry is safe now (shared/commands/launch.ts adopts a running
-  // or succeeded command of an earlier attempt and never sends twice). Fix: add a second retrier
-  // [ThrottlingException, ProvisionedThroughputExceededException, InternalServerError] with the
-  // same IntervalSeconds 2, BackoffRate 2, MaxAttempts 6, JitterStrategy FULL.
-  it.failing('retries a throttle that outlasts the SDK in a token stage (Bake)', async () => {
-    const result = await outage('Bake → SSM:DescribeInstanceInformation');
-    expect(result.state).toBe('SUCCEEDED');
-  });
-
-  // ASL gap: a worker that dies (Lambda.Unknown: out of memory, timeout) is never retried. After
-  // RecordRelease moved the live pointer, compensation now refuses to undo a live release (loud,
-  // INCOMPLETE), but the run fails. Fix: add Lambda.Unknown to RecordRelease's first retrier
-  // (RecordRelease is idempotent: a retry finds its own run live and only records what is missing).
-  it.failing('retries a RecordRelease that died after the release went live, to success', async () => {
+  // A worker that dies (Lambda.Unknown: out of memory, its own timeout) after the live pointer moved:
+  // RecordRelease retries it (it is idempotent), so the release is recorded and the run succeeds.
+  it('retries a RecordRelease that died after the release went live, to success', async () => {
     const result = await suite.run([
       { site: site('RecordRelease → DynamoDB:PutItem audit LIVE# APP#'), kind: 'crash', attempts: 1 },
     ]);
+    expect(result.problems).toEqual([]);
     expect(result.state).toBe('SUCCEEDED');
+    expect(result.runItem).toMatchObject({ status: 'SUCCEEDED' });
   });
 
-  // IAM gap: Distribute died after CreateGrant and before recording the grant; compensation revokes
-  // the grants the audit table lists, so this one is left. Fix: functions/compensate/function.yml
-  // kms:ListGrants on PipelineKey, and compensation revoking the grants named ami-pipeline-<runId>
-  // it finds there (or Lambda.Unknown in Distribute's first retrier: CreateGrant with the same name
-  // returns the same grant, which the retry records).
-  it.failing('leaves no KMS grant when Distribute dies right after creating it', async () => {
+  // Distribute died after CreateGrant and before recording the grant: compensation finds it among
+  // the key's grants by its name (ami-pipeline-<runId>) and revokes it.
+  it('leaves no KMS grant when Distribute dies right after creating it', async () => {
     const result = await suite.run([
       { site: site('Distribute → KMS:CreateGrant'), kind: 'crash', attempts: 1 },
     ]);
-    suite.knownGap(result);
     expect(result.problems).toEqual([]);
+    expect(result.state).toBe('COMPENSATED');
+    expect(pipeline.leftovers(result.runId).grants).toEqual([]);
+    expect(result.items).toContainEqual(
+      expect.objectContaining({ type: 'UNDONE', id: expect.stringMatching(/^REVOKE_GRANT#/) }),
+    );
   });
 
   it('ended every run above consistent, the known gaps apart', () => {

@@ -98,6 +98,11 @@ const LAMBDA_SERVICE_ERRORS = [
   'Lambda.SdkClientException',
   'Lambda.TooManyRequestsException',
 ];
+/**
+ * What every Lambda task retries: the Lambda service's errors, and the one name workers give an AWS
+ * throttle, 5xx or timeout the SDK gave up on (shared/errors.ts forStateMachine).
+ */
+const TRANSIENT_ERRORS = [...LAMBDA_SERVICE_ERRORS, 'AwsTransientError'];
 /** The framework adds these to every role (log streams, X-Ray); other tests cover them. */
 const FRAMEWORK_SERVICES = ['logs', 'xray'];
 
@@ -599,7 +604,35 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
-      it("retries a token state on the Lambda service's errors, never on the command's failure or a timeout", () => {
+      it('retries every Lambda task of both machines on transient errors, with backoff and full jitter', () => {
+        const decommission = stack.properties('DecommissionStateMachine', 'AWS::StepFunctions::StateMachine');
+        const lambdaTasks = [definitionOf(), parseDefinition(decommission)].flatMap(({ definition }) =>
+          statesWithin(definition).filter(
+            ({ state }) =>
+              state.Type === 'Task' && String(state.Resource).startsWith('arn:aws:states:::lambda:'),
+          ),
+        );
+        const transientRetrier = ({ state }: { state: JsonObject }) =>
+          asList(state.Retry).find((retrier) =>
+            TRANSIENT_ERRORS.every((error) => asList(at(retrier, 'ErrorEquals')).includes(error)),
+          );
+
+        expect(lambdaTasks.length).toBeGreaterThan(10);
+        expect(lambdaTasks.filter((task) => !transientRetrier(task)).map(({ name }) => name)).toEqual([]);
+        expect(
+          lambdaTasks.filter((task) => {
+            const retrier = transientRetrier(task);
+            return !(
+              Number(at(retrier, 'IntervalSeconds')) >= 1 &&
+              Number(at(retrier, 'BackoffRate')) >= 2 &&
+              Number(at(retrier, 'MaxAttempts')) >= 3 &&
+              at(retrier, 'JitterStrategy') === 'FULL'
+            );
+          }),
+        ).toEqual([]);
+      });
+
+      it("retries a token state on transient errors (the Lambda service's, AWS's), never on the command's failure or a timeout", () => {
         const { definition } = definitionOf();
         const retried = TOKEN_STATES.map(([name]): [string, string[]] => [
           name,
@@ -614,11 +647,12 @@ describe('the packaged CloudFormation template', () => {
           error.startsWith('States.') || error.endsWith('FailedError') || failureNames.has(error);
 
         expect(
-          byId(retried, (errors) => LAMBDA_SERVICE_ERRORS.filter((error) => !errors.includes(error))),
+          byId(retried, (errors) => TRANSIENT_ERRORS.filter((error) => !errors.includes(error))),
         ).toEqual(sameForAll(ids(retried), []));
-        // Nothing the worker itself throws: it may have started the command already.
+        // Nothing else the worker throws. A retry after SendCommand adopts the earlier attempt's
+        // command (shared/commands/launch.ts), so a transient error is safe to retry.
         expect(
-          byId(retried, (errors) => errors.filter((error) => !LAMBDA_SERVICE_ERRORS.includes(error))),
+          byId(retried, (errors) => errors.filter((error) => !TRANSIENT_ERRORS.includes(error))),
         ).toEqual(sameForAll(ids(retried), []));
         expect(byId(retried, (errors) => errors.filter(mustNotRetry))).toEqual(sameForAll(ids(retried), []));
       });
@@ -878,8 +912,8 @@ describe('the packaged CloudFormation template', () => {
           HeartbeatSeconds: commands.heartbeatSeconds,
           Next: 'RetireRelease',
         });
-        // A worker error may come after SendCommand: retrying it would destroy twice.
-        expect([...retriedErrors(state)].sort()).toEqual([...LAMBDA_SERVICE_ERRORS].sort());
+        // Transient errors only: a retry after SendCommand adopts the running destroy, never sends a second.
+        expect([...retriedErrors(state)].sort()).toEqual([...TRANSIENT_ERRORS].sort());
       });
 
       it('catches every Task with States.ALL last, alerting on the outcome topic before it fails', () => {
@@ -1137,7 +1171,7 @@ describe('the packaged CloudFormation template', () => {
         ).toEqual([]);
       });
 
-      it('lets the trigger start executions, queue rejections and record them in the audit table', () => {
+      it('lets the trigger claim a build, start executions, queue rejections and record them in the audit table', () => {
         const statements = roleStatements('TriggerIamRoleLambdaExecution');
 
         expect(resourcesGranted(statements, 'states:StartExecution')).toEqual([
@@ -1146,7 +1180,23 @@ describe('the packaged CloudFormation template', () => {
         expect(resourcesGranted(statements, 'sqs:SendMessage')).toEqual(
           expect.arrayContaining([getAttArn('RejectionsQueue'), getAttArn('TriggerDeadLetterQueue')]),
         );
-        expect(resourcesGranted(statements, 'dynamodb:PutItem')).toEqual([getAttArn('AuditTable')]);
+        expect(resourcesGranted(statements, 'dynamodb:PutItem')).toEqual([
+          getAttArn('AuditTable'),
+          getAttArn('CoordinationTable'),
+        ]);
+        // In the coordination table, only the build's claim (TRIGGER#<execution name>): never a lock
+        // or a task token.
+        const coordination = statements.filter((statement) =>
+          JSON.stringify(statement.Resource).includes('"CoordinationTable"'),
+        );
+        expect(coordination).toEqual([
+          {
+            Effect: 'Allow',
+            Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            Resource: [getAttArn('CoordinationTable')],
+            Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TRIGGER#*'] } },
+          },
+        ]);
         // The queues are encrypted: sending to them needs a data key from the stage key.
         expect(resourcesGranted(statements, 'kms:GenerateDataKey')).toEqual([STAGE_KEY_ARN]);
       });
@@ -1315,13 +1365,14 @@ describe('the packaged CloudFormation template', () => {
         );
       });
 
-      it('lets compensate cancel commands, revoke grants on the stage key, remove only stage-tagged AMIs and snapshots and put back only stage-tagged listeners', () => {
+      it('lets compensate cancel commands, list and revoke grants on the stage key, remove only stage-tagged AMIs and snapshots and put back only stage-tagged listeners', () => {
         expect(permissions('compensate')).toEqual(
           [
             ...grant(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [coordinationTable]),
             // Only a command still running is cancelled (ListCommands tells).
             ...grant(['ssm:ListCommands', 'ssm:CancelCommand'], ['*']),
-            ...grant(['kms:RevokeGrant'], [stageKey]),
+            // ListGrants finds a grant the worker died before recording, by its name.
+            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], [stageKey]),
             ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
             ...grant(['elasticloadbalancing:ModifyListener'], [stageListeners()], stageTagged()),
@@ -1383,10 +1434,10 @@ describe('the packaged CloudFormation template', () => {
         ).toEqual({ Ref: 'DecommissionStateMachine' });
       });
 
-      it('lets decommission revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
+      it('lets decommission list and revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
         expect(permissions('decommission')).toEqual(
           [
-            ...grant(['kms:RevokeGrant'], [stageKey]),
+            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], [stageKey]),
             ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
           ].sort(),
@@ -1614,7 +1665,7 @@ describe('the packaged CloudFormation template', () => {
           function: 'LogExportLambdaFunction',
           Next: 'RecordRelease',
           catchAll: 'ExportLogsFailed',
-          retried: expect.arrayContaining([...LAMBDA_SERVICE_ERRORS, 'ThrottlingException']),
+          retried: expect.arrayContaining([...TRANSIENT_ERRORS, 'OperationAbortedException']),
         });
         expect(at(exportLogs, 'Retry')).not.toContainEqual(
           expect.objectContaining({ ErrorEquals: expect.arrayContaining(['LogExportFailedError']) }),

@@ -17,7 +17,12 @@ import {
   PriorRequestNotCompleteException,
   type Action,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { DependencyTimeoutException, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import {
+  DependencyTimeoutException,
+  KMSClient,
+  ListGrantsCommand,
+  RevokeGrantCommand,
+} from '@aws-sdk/client-kms';
 import {
   CancelCommandCommand,
   ListCommandsCommand,
@@ -212,6 +217,7 @@ beforeEach(() => {
   ec2Mock.on(DeleteSnapshotCommand).resolves({});
   elbMock.on(ModifyListenerCommand).resolves({});
   kmsMock.on(RevokeGrantCommand).resolves({});
+  kmsMock.on(ListGrantsCommand).resolves({ Grants: [] });
   ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
   ssmMock.on(CancelCommandCommand).resolves({});
   logsMock.on(DeleteSubscriptionFilterCommand).resolves({});
@@ -449,6 +455,33 @@ describe('compensation', () => {
       ExpressionAttributeValues: { ':pk': `RUN#${RUN_ID}`, ':prefix': 'RESOURCE#KMS_GRANT#' },
     });
     expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1', 'REVOKE_GRANT#grant-2']);
+  });
+
+  it('revokes a grant named for the run that the inventory lacks (its worker died before recording it), across pages, and no other', async () => {
+    inventory.push(resource('KMS_GRANT', 'grant-1'));
+    kmsMock
+      .on(ListGrantsCommand, { KeyId: KEY_ARN, Marker: undefined })
+      .resolves({
+        Grants: [
+          { GrantId: 'grant-1', Name: `ami-pipeline-${RUN_ID}` },
+          { GrantId: 'grant-other-run', Name: 'ami-pipeline-zzzzzzzzzzzzzzzzzzzz' },
+        ],
+        Truncated: true,
+        NextMarker: 'page-2',
+      })
+      .on(ListGrantsCommand, { KeyId: KEY_ARN, Marker: 'page-2' })
+      .resolves({
+        Grants: [{ GrantId: 'grant-unrecorded', Name: `ami-pipeline-${RUN_ID}` }, { GrantId: 'unnamed' }],
+      });
+
+    const output = await compensate(input(), deps);
+
+    expect(output.status).toBe('COMPLETE');
+    expect(kmsMock.commandCalls(RevokeGrantCommand).map((c) => c.args[0].input.GrantId)).toEqual([
+      'grant-1',
+      'grant-unrecorded',
+    ]);
+    expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1', 'REVOKE_GRANT#grant-unrecorded']);
   });
 
   describe('log subscriptions', () => {

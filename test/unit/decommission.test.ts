@@ -10,7 +10,12 @@ import {
   type DescribeImagesCommandInput,
   type Image,
 } from '@aws-sdk/client-ec2';
-import { DependencyTimeoutException, KMSClient, RevokeGrantCommand } from '@aws-sdk/client-kms';
+import {
+  DependencyTimeoutException,
+  KMSClient,
+  ListGrantsCommand,
+  RevokeGrantCommand,
+} from '@aws-sdk/client-kms';
 import {
   DynamoDBDocumentClient,
   PutCommand,
@@ -144,6 +149,9 @@ beforeEach(() => {
   ec2Mock.on(DeregisterImageCommand).resolves({});
   ec2Mock.on(DeleteSnapshotCommand).resolves({});
   kmsMock.on(RevokeGrantCommand).resolves({});
+  kmsMock
+    .on(ListGrantsCommand)
+    .resolves({ Grants: [{ GrantId: GRANT_ID, Name: `ami-pipeline-${OLD_RUN_ID}` }] });
 });
 
 afterEach(() => {

@@ -28,8 +28,10 @@ describe('pipeline errors', () => {
       'AppConfigInvalidError',
       'AppConfigNotFoundError',
       'AuditConflictError',
+      'AwsTransientError',
       'BakeFailedError',
       'CanaryCheckFailedError',
+      'CommandNotRecordedError',
       'ConfigurationError',
       'DistributionFailedError',
       'InvalidTaskInputError',
@@ -40,6 +42,7 @@ describe('pipeline errors', () => {
       'ReleaseLiveError',
       'RunConfigTooLargeError',
       'SmokeTestFailedError',
+      'StartInProgressError',
       'UnknownCommandError',
       'ValidationFailedError',
     ]);
@@ -66,7 +69,7 @@ describe('pipeline errors', () => {
   it('keeps every name when esbuild minifies and renames the classes', () => {
     const source = readFileSync(path.join(__dirname, '..', '..', 'shared', 'errors.ts'), 'utf8');
     const { code } = transformSync(source, { loader: 'ts', format: 'cjs', minify: true, keepNames: false });
-    const sandbox = { module: { exports: {} as Record<string, unknown> }, exports: {} };
+    const sandbox = { module: { exports: {} as Record<string, unknown> }, exports: {}, require };
     sandbox.exports = sandbox.module.exports;
     runInNewContext(code, sandbox);
     const minified = sandbox.module.exports;
@@ -105,6 +108,61 @@ describe('pipeline errors', () => {
       expect(errorName(null)).toBe('Error');
       expect(errorMessage('boom')).toBe('boom');
       expect(errorMessage(42)).toBe('42');
+    });
+  });
+
+  describe('forStateMachine', () => {
+    /** An error as the SDK deserializes it: a name, an HTTP status, sometimes the $retryable trait. */
+    const sdkError = (name: string, httpStatusCode?: number, extra: Record<string, unknown> = {}) =>
+      Object.assign(new Error(`${name} happened`), {
+        name,
+        $fault: httpStatusCode && httpStatusCode >= 500 ? 'server' : 'client',
+        $metadata: httpStatusCode ? { httpStatusCode, attempts: 3 } : {},
+        ...extra,
+      });
+
+    it.each([
+      ['EC2 throttle', sdkError('RequestLimitExceeded', 503)],
+      ['EC2 unavailable', sdkError('Unavailable', 503)],
+      ['S3 throttle', sdkError('SlowDown', 503)],
+      ['S3 internal error', sdkError('InternalError', 500)],
+      ['KMS internal error', sdkError('KMSInternalException', 500)],
+      ['ELB and CloudWatch throttle', sdkError('Throttling', 400)],
+      ['DynamoDB throttle', sdkError('ProvisionedThroughputExceededException', 400)],
+      ['a 504 of any name', sdkError('SomethingNew', 504)],
+      ['a 501 (a server error the SDK does not retry itself)', sdkError('NotImplemented', 501)],
+      ['a request timeout', sdkError('TimeoutError')],
+      ['a connection reset', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+      ['the $retryable trait', sdkError('Whatever', 400, { $retryable: {} })],
+    ])('names %s AwsTransientError, keeping the original name in the message and as cause', (_, err) => {
+      const thrown = errors.forStateMachine(err);
+
+      expect(thrown).toBeInstanceOf(errors.AwsTransientError);
+      expect((thrown as Error).name).toBe('AwsTransientError');
+      expect((thrown as Error).message).toBe(`${err.name}: ${err.message}`);
+      expect((thrown as Error).cause).toBe(err);
+    });
+
+    it.each([
+      ['a validation error', sdkError('ValidationException', 400)],
+      ['an access denial', sdkError('AccessDeniedException', 403)],
+      ['a missing resource', sdkError('InvalidAMIID.NotFound', 400)],
+      ['a conditional check', sdkError('ConditionalCheckFailedException', 400)],
+      ['a bug', new TypeError("Cannot read properties of undefined (reading 'x')")],
+      ['an aborted call', sdkError('AbortError')],
+      // The SDK counts it as throttling; for CloudWatch Logs and KMS it is a quota, which waiting does not lift.
+      ['a quota reached (LimitExceededException)', sdkError('LimitExceededException', 400)],
+    ])('leaves %s as it is', (_, err) => {
+      expect(errors.forStateMachine(err)).toBe(err);
+    });
+
+    it('never renames a domain error, even one caused by a throttle: the state machine routes on its name', () => {
+      const live = new errors.ReleaseLiveError('live, not recorded', {
+        cause: sdkError('ProvisionedThroughputExceededException', 400),
+      });
+
+      expect(errors.forStateMachine(live)).toBe(live);
+      expect(errors.forStateMachine('a string')).toBe('a string');
     });
   });
 });

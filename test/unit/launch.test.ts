@@ -1,6 +1,7 @@
 import { TEST_ENV } from './support/env';
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  CancelCommandCommand,
   DescribeInstanceInformationCommand,
   ListCommandsCommand,
   SendCommandCommand,
@@ -18,7 +19,12 @@ import {
   type LaunchRequest,
 } from '../../shared/commands/launch';
 import { TaskStore, type CommandTask } from '../../shared/commands/tasks';
-import { InvalidTaskInputError, NoBuilderAvailableError } from '../../shared/errors';
+import {
+  CommandNotRecordedError,
+  forStateMachine,
+  InvalidTaskInputError,
+  NoBuilderAvailableError,
+} from '../../shared/errors';
 import { inCallOrder } from './support/call-order';
 import { CONFIG_DIR, EXECUTION_ARN, RUN_CONFIG_PARAMETER, RUN_ID, RUN_REF } from './support/fixtures';
 
@@ -256,6 +262,27 @@ describe('command launcher', () => {
         UpdateExpression: 'SET #status = :done, outcome = :outcome REMOVE pendingPk, pendingSk',
         ExpressionAttributeValues: expect.objectContaining({ ':outcome': 'NOT_SENT', ':token': TOKEN }),
       });
+    });
+
+    it('cancels a command it could not record and fails with CommandNotRecordedError, which the state never retries', async () => {
+      ssmMock.on(CancelCommandCommand).resolves({});
+      const throttled = Object.assign(new Error('Rate exceeded'), {
+        name: 'ProvisionedThroughputExceededException',
+        $metadata: { httpStatusCode: 400 },
+      });
+      dbMock.on(UpdateCommand).rejects(throttled);
+
+      const err = await failureOf(request());
+
+      expect(ssmMock).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' });
+      expect(err).toBeInstanceOf(CommandNotRecordedError);
+      expect(err).toHaveProperty('cause', throttled);
+      expect(err).toHaveProperty(
+        'message',
+        'bake command cmd-1 was sent but could not be recorded, so it was cancelled: ProvisionedThroughputExceededException: Rate exceeded',
+      );
+      // A domain error: the worker does not turn it into AwsTransientError, so the state does not retry.
+      expect(forStateMachine(err)).toBe(err);
     });
 
     it('throws when SSM returns no command id, leaving no command pointer', async () => {

@@ -1,20 +1,22 @@
 // First import: the handler module reads its environment (requireEnv) when it is loaded.
 import { TEST_ENV } from './support/env';
 import { createHash } from 'node:crypto';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   SFNClient,
   StartExecutionCommand,
   StateMachineDoesNotExist,
 } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { run } from '../../functions/trigger/handler';
 import { AuditRepository } from '../../shared/audit';
+import { TriggerClaims } from '../../shared/trigger/claim';
 import type { TriggerDeps } from '../../shared/trigger/handle';
 import {
   ARTIFACTS_BUCKET,
@@ -44,6 +46,12 @@ const deps: TriggerDeps = {
   stateMachineArn: TEST_ENV.STATE_MACHINE_ARN,
   rejectionsQueueUrl: TEST_ENV.REJECTIONS_QUEUE_URL,
   audit: new AuditRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), TEST_ENV.AUDIT_TABLE),
+  claims: new TriggerClaims({
+    db: DynamoDBDocumentClient.from(new DynamoDBClient({})),
+    tableName: TEST_ENV.COORDINATION_TABLE,
+    leaseSeconds: 300,
+    retentionSeconds: 604800,
+  }),
   sfn: new SFNClient({}),
   sqs: new SQSClient({}),
   s3: new S3Client({}),
@@ -75,13 +83,24 @@ const queuedBodies = (): Record<string, unknown>[] =>
   sqsMock.commandCalls(SendMessageCommand).map((call) => JSON.parse(call.args[0].input.MessageBody ?? '{}'));
 
 const auditItems = (): Record<string, unknown>[] =>
-  dbMock.commandCalls(PutCommand).map((call) => call.args[0].input.Item ?? {});
+  dbMock
+    .commandCalls(PutCommand)
+    .filter((call) => call.args[0].input.TableName === TEST_ENV.AUDIT_TABLE)
+    .map((call) => call.args[0].input.Item ?? {});
+
+/** The claims written to the coordination table (shared/trigger/claim.ts). */
+const claims = (): Record<string, unknown>[] =>
+  dbMock
+    .commandCalls(PutCommand)
+    .filter((call) => call.args[0].input.TableName === TEST_ENV.COORDINATION_TABLE)
+    .map((call) => call.args[0].input.Item ?? {});
 
 beforeEach(() => {
   sfnMock.on(StartExecutionCommand).resolves({ executionArn: EXECUTION_ARN, startDate: new Date(NOW) });
   sqsMock.on(SendMessageCommand).resolves({ MessageId: 'rejection-queue-message-1' });
   s3Mock.on(PutObjectCommand).resolves({});
   dbMock.on(PutCommand).resolves({});
+  dbMock.on(UpdateCommand).resolves({});
 });
 
 afterEach(() => {
@@ -109,7 +128,7 @@ describe('trigger worker', () => {
       expect(startedInputs()).toEqual([expectedInput()]);
       expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
       expect(s3Mock).toHaveReceivedCommandTimes(PutObjectCommand, 0);
-      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+      expect(auditItems()).toEqual([]);
     });
 
     it('keeps an execution name within the 80 characters Step Functions allows for the longest appId', async () => {
@@ -310,7 +329,8 @@ describe('trigger worker', () => {
             message: raw,
           },
         ]);
-        expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 1);
+        expect(auditItems()).toHaveLength(1);
+        expect(claims()).toEqual([]);
         expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
           TableName: TEST_ENV.AUDIT_TABLE,
           ConditionExpression: 'attribute_not_exists(pk)',
@@ -372,7 +392,7 @@ describe('trigger worker', () => {
       sqsMock.on(SendMessageCommand).rejects(new Error('queue unavailable'));
 
       await expect(run(snsEvent('not json'), deps)).rejects.toThrow('queue unavailable');
-      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+      expect(auditItems()).toEqual([]);
     });
   });
 
@@ -395,7 +415,7 @@ describe('trigger worker', () => {
       ]);
       expect(sfnMock).toHaveReceivedCommandWith(DescribeExecutionCommand, { executionArn: EXECUTION_ARN });
       expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
-      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+      expect(auditItems()).toEqual([]);
     });
 
     it('rejects a reused build id with different content, naming buildId', async () => {
@@ -502,7 +522,7 @@ describe('trigger worker', () => {
       );
       expect(sfnMock).toHaveReceivedCommandTimes(DescribeExecutionCommand, 0);
       expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
-      expect(dbMock).toHaveReceivedCommandTimes(PutCommand, 0);
+      expect(auditItems()).toEqual([]);
     });
 
     it('throws when the existing execution cannot be described', async () => {
@@ -659,5 +679,88 @@ describe('trigger worker keeping an inline app config out of the audit table how
 
     expect(JSON.stringify(auditItems())).not.toContain(SECRET);
     expect(String(auditItems()[0]?.excerpt)).toContain('"redacted":true');
+  });
+});
+
+describe('trigger worker: one start per build (the claim)', () => {
+  const claimHeld = () =>
+    dbMock
+      .on(PutCommand, { TableName: TEST_ENV.COORDINATION_TABLE })
+      .rejects(
+        new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
+      );
+
+  it('claims TRIGGER#<execution name> for this invocation before starting, then marks it started', async () => {
+    const outcomes = await run(snsEvent(JSON.stringify(triggerMessage())), deps, 'request-1');
+
+    expect(outcomes).toMatchObject([{ status: 'STARTED' }]);
+    expect(claims()).toEqual([
+      {
+        pk: `TRIGGER#${EXECUTION_NAME}`,
+        kind: 'TRIGGER',
+        holder: 'request-1',
+        claimedAt: NOW,
+        leaseUntil: Math.floor(Date.parse(NOW) / 1000) + 300,
+        expiresAt: Math.floor(Date.parse(NOW) / 1000) + 604800,
+      },
+    ]);
+    expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
+      TableName: TEST_ENV.COORDINATION_TABLE,
+      // Free, this invocation's own (a Lambda retry keeps the request id), or abandoned unstarted.
+      ConditionExpression:
+        'attribute_not_exists(pk) OR holder = :me OR (attribute_not_exists(startedAt) AND leaseUntil < :now)',
+      ExpressionAttributeValues: { ':me': 'request-1', ':now': Math.floor(Date.parse(NOW) / 1000) },
+    });
+    expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+      TableName: TEST_ENV.COORDINATION_TABLE,
+      Key: { pk: `TRIGGER#${EXECUTION_NAME}` },
+      UpdateExpression: 'SET startedAt = :at',
+      ConditionExpression: 'holder = :me',
+    });
+    const [claim] = dbMock.commandCalls(PutCommand, { TableName: TEST_ENV.COORDINATION_TABLE });
+    const [start] = sfnMock.commandCalls(StartExecutionCommand);
+    expect(claim && start && claim.calledBefore(start)).toBe(true);
+  });
+
+  it('reports a delivery whose build another invocation claimed and started as DUPLICATE, starting nothing', async () => {
+    claimHeld();
+    sfnMock
+      .on(DescribeExecutionCommand)
+      .resolves({ input: JSON.stringify(expectedInput()), status: 'RUNNING' });
+
+    const outcomes = await run(snsEvent(JSON.stringify(triggerMessage())), deps, 'request-2');
+
+    expect(outcomes).toEqual([
+      { status: 'DUPLICATE', executionArn: EXECUTION_ARN, executionName: EXECUTION_NAME, runId: RUN_ID },
+    ]);
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+    expect(auditItems()).toEqual([]);
+  });
+
+  it('leaves a delivery whose build is claimed but not started yet to Lambda’s retry, rejecting nothing', async () => {
+    claimHeld();
+    sfnMock
+      .on(DescribeExecutionCommand)
+      .rejects(new ExecutionDoesNotExist({ message: 'Execution Does Not Exist', $metadata: {} }));
+
+    await expect(run(snsEvent(JSON.stringify(triggerMessage())), deps, 'request-3')).rejects.toMatchObject({
+      name: 'StartInProgressError',
+      message: expect.stringContaining(EXECUTION_NAME),
+    });
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+    expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+    expect(auditItems()).toEqual([]);
+  });
+
+  it('still reports STARTED when the claim passed to another delivery meanwhile, and says so', async () => {
+    dbMock
+      .on(UpdateCommand)
+      .rejects(
+        new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
+      );
+
+    const outcomes = await run(snsEvent(JSON.stringify(triggerMessage())), deps, 'request-4');
+
+    expect(outcomes).toMatchObject([{ status: 'STARTED', executionName: EXECUTION_NAME }]);
   });
 });

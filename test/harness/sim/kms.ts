@@ -78,6 +78,28 @@ export class KmsSim {
     return { $metadata: {} };
   }
 
+  /** ListGrants of one key, a page at a time (Limit, Marker), as KMS pages them. */
+  listGrants(input: { KeyId?: string | undefined; Limit?: number | undefined; Marker?: string | undefined }) {
+    this.material(input.KeyId ?? '');
+    const all = [...this.grants.values()].filter((g) => g.keyId === input.KeyId);
+    const start = input.Marker ? Number(input.Marker) : 0;
+    const limit = input.Limit ?? 50;
+    const page = all.slice(start, start + limit);
+    const more = start + limit < all.length;
+    return {
+      Grants: page.map((g) => ({
+        GrantId: g.grantId,
+        KeyId: g.keyId,
+        GranteePrincipal: g.grantee,
+        Operations: g.operations,
+        Name: g.name,
+      })),
+      Truncated: more,
+      ...(more ? { NextMarker: String(start + limit) } : {}),
+      $metadata: {},
+    };
+  }
+
   private material(keyId: string): Buffer {
     const key = this.keys.get(keyId);
     if (!key) throw new Error(`KMS NotFoundException: key ${keyId} does not exist`);
