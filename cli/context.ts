@@ -7,7 +7,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { logger } from '../shared/logger';
-import { loadStageConfig, type StageConfig } from '../shared/config/stage';
+import type { StageConfig } from '../shared/config/stage';
+import { loadStageConfig } from '../shared/config/stage-file';
 import { CliError } from './errors';
 import type { Io, OutputFormat } from './output';
 

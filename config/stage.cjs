@@ -7,7 +7,7 @@ const loadStage = async (resolveVariable) => {
   const stage = await resolveVariable('sls:stage');
   const unregister = register();
   try {
-    const { loadStageConfig } = require('../shared/config/stage.ts');
+    const { loadStageConfig } = require('../shared/config/stage-file.ts');
     return loadStageConfig(stage, __dirname);
   } finally {
     unregister();
@@ -25,3 +25,8 @@ module.exports.auditorPrincipals = async ({ resolveVariable }) => {
     config.audit.auditorPrincipals ?? [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' }]
   );
 };
+
+// `${file(./config/stage.cjs):json}`: the validated stage config as JSON, set on every function as
+// STAGE_CONFIG (serverless.yml provider.environment), so a worker reads it without a file or a
+// YAML parser at cold start (shared/config/stage.ts stageConfigFromEnv).
+module.exports.json = async ({ resolveVariable }) => JSON.stringify(await loadStage(resolveVariable));

@@ -9,7 +9,7 @@ import { DeleteSubscriptionFilterCommand, type CloudWatchLogsClient } from '@aws
 import type { Action, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { paginateListGrants, RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from './audit';
 import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';

@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { CreateGrantCommand, GrantOperation, type KMSClient } from '@aws-sdk/client-kms';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from './audit';
 import { bakeResultSchema } from './commands/contract';
 import { DistributionFailedError } from './errors';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The outcome topic's messages (statemachines/ami-pipeline.asl.yml BuildSuccessNotification,

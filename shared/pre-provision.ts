@@ -1,7 +1,7 @@
 import { RUN_ID_TAG } from './images';
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from './audit';
 import { appConfigSchema, type AppConfig } from './config/app';
 import { parseYaml } from './config/files';

@@ -7,7 +7,7 @@ import {
   PutParameterCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import { appConfigSchema } from './config/app';
 import { ConfigurationError, RunConfigTooLargeError } from './errors';
 import { executionInputSchema } from './trigger/message';

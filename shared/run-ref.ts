@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The identifiers of a run every worker after PreProvision receives (`$.run` in the state machine). */
 export const runRefSchema = z.object({

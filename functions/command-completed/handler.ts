@@ -1,5 +1,5 @@
 import type { Context, EventBridgeEvent } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { completeCommand, type CompletionDeps } from '../../shared/commands/complete';
 import { completionDeps } from '../../shared/commands/completion-deps';
 import { withLogContext } from '../../shared/logger';

@@ -1,5 +1,5 @@
 import type { Context } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { dynamodb } from '../../shared/clients/dynamodb';
 import { requireEnv, requirePositiveIntEnv } from '../../shared/env';
 import { acquireLock, type LockDeps } from '../../shared/lock';

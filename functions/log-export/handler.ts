@@ -2,7 +2,7 @@ import type { Context } from 'aws-lambda';
 import { auditFromEnv } from '../../shared/audit-env';
 import { logs } from '../../shared/clients/logs';
 import { ssm } from '../../shared/clients/ssm';
-import { loadStageConfig } from '../../shared/config/stage';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
 import { exportLogs, logExportInputSchema, type LogExportDeps } from '../../shared/release/log-export';
@@ -15,7 +15,7 @@ const defaultDeps: LogExportDeps = {
   kmsKeyArn: requireEnv('KMS_KEY_ARN'),
   deliveryStreamArn: requireEnv('LOG_DELIVERY_STREAM_ARN'),
   subscriptionRoleArn: requireEnv('LOG_SUBSCRIPTION_ROLE_ARN'),
-  defaultRetentionDays: loadStageConfig(requireEnv('STAGE')).logRetentionDays,
+  defaultRetentionDays: stageConfigFromEnv().logRetentionDays,
   now: () => new Date(),
 };
 

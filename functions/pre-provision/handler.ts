@@ -4,7 +4,7 @@ import { dynamodb } from '../../shared/clients/dynamodb';
 import { s3 } from '../../shared/clients/s3';
 import { ssm } from '../../shared/clients/ssm';
 import { loadRules } from '../../shared/config/rules';
-import { loadStageConfig } from '../../shared/config/stage';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
 import {
@@ -16,7 +16,7 @@ import {
 import { parseTaskInput } from '../../shared/task-input';
 
 const defaultDeps: PreProvisionDeps = {
-  stage: loadStageConfig(requireEnv('STAGE')),
+  stage: stageConfigFromEnv(),
   rules: loadRules(),
   platform: {
     kmsKeyArn: requireEnv('KMS_KEY_ARN'),

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ssm } from '../../shared/clients/ssm';
 import { launchDeps, tokenTaskInputSchema, tokenWorker, tokenWorkerEnv } from '../../shared/commands/worker';
 import { requireEnv } from '../../shared/env';

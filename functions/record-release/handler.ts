@@ -3,7 +3,7 @@ import { auditFromEnv } from '../../shared/audit-env';
 import { dynamodb } from '../../shared/clients/dynamodb';
 import { sfn } from '../../shared/clients/sfn';
 import { ssm } from '../../shared/clients/ssm';
-import { loadStageConfig } from '../../shared/config/stage';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
 import { recordRelease, recordReleaseInputSchema, type RecordReleaseDeps } from '../../shared/release/live';
@@ -19,7 +19,7 @@ const defaultDeps: RecordReleaseDeps = {
   tableName: requireEnv('AUDIT_TABLE'),
   audit: auditFromEnv(),
   ssm,
-  decommissionAfterSeconds: loadStageConfig(stage).release.decommissionAfterSeconds,
+  decommissionAfterSeconds: stageConfigFromEnv().release.decommissionAfterSeconds,
   now: () => new Date(),
 };
 

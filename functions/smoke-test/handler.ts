@@ -1,12 +1,11 @@
 import type { Context } from 'aws-lambda';
 import { ssm } from '../../shared/clients/ssm';
-import { loadStageConfig } from '../../shared/config/stage';
-import { requireEnv } from '../../shared/env';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { withLogContext } from '../../shared/logger';
 import { smokeInputSchema, smokeTest, type SmokeDeps } from '../../shared/release/smoke';
 import { parseTaskInput } from '../../shared/task-input';
 
-const { release } = loadStageConfig(requireEnv('STAGE'));
+const { release } = stageConfigFromEnv();
 
 const defaultDeps: SmokeDeps = {
   ssm,

@@ -1,7 +1,7 @@
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import { dynamodb } from '../clients/dynamodb';
-import { loadStageConfig } from '../config/stage';
+import { stageConfigFromEnv } from '../config/stage';
 import { runRefSchema } from '../run-ref';
 import { requireEnv } from '../env';
 import type { Context } from 'aws-lambda';
@@ -35,7 +35,7 @@ export const tokenWorkerEnv = () => ({
 export const launchDeps = (env: ReturnType<typeof tokenWorkerEnv>, ssm: SSMClient): LaunchDeps => ({
   ssm,
   tasks: new TaskStore(dynamodb, env.coordinationTable),
-  stage: loadStageConfig(env.stage),
+  stage: stageConfigFromEnv(),
   artifactsBucket: env.artifactsBucket,
   commandLogGroup: env.commandLogGroup,
   retentionSeconds: RETENTION_SECONDS,

@@ -1,6 +1,6 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { APP_ID_PATTERN } from '../trigger/message';
-import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './stage';
+import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './limits';
 
 const AWS_ACCOUNT_ID = /^\d{12}$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AppConfig } from './app';
 import { configDir, loadYamlFile } from './files';
 

@@ -1,17 +1,14 @@
-import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigurationError } from '../errors';
-import { configDir, loadYamlFile } from './files';
+import { describeIssues } from '../validation';
+import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './limits';
 
 export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
 
 /** An IAM principal the auditor role may trust: an account's root, a role or a user. */
 export const AUDITOR_PRINCIPAL_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:(root|role\/.+|user\/.+)$/;
 
-/** The retention periods (days) CloudWatch Logs accepts; PutRetentionPolicy refuses any other. */
-export const LOG_RETENTION_DAYS: readonly number[] = [
-  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-];
+export { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './limits';
 
 /** `config/<stage>.yml`: everything that differs between environments. */
 export const stageConfigSchema = z.strictObject({
@@ -115,10 +112,6 @@ export const stageConfigSchema = z.strictObject({
 /** The lock must outlive the longest run the stage's timeouts allow, or a live run could lose it. */
 export const LOCK_MARGIN_SECONDS = 7200;
 
-/** An app's traffic shift: at most this many steps, each soaking at most this long (app config). */
-export const TRAFFIC_MAX_STEPS = 10;
-export const TRAFFIC_MAX_SOAK_SECONDS = 3600;
-
 /**
  * The longest a run can hold its lock: bake, provision and validate at their timeouts, the longest
  * traffic shift an app may ask for, and on failure the green stack's destroy (a provision command),
@@ -146,13 +139,29 @@ export const checkedStageConfigSchema = stageConfigSchema.superRefine((config, i
 
 export type StageConfig = z.infer<typeof stageConfigSchema>;
 
-/** Loads and validates `config/<stage>.yml`; the file's `stage` must match its name. */
-export const loadStageConfig = (stage: string, dir: string = configDir()): StageConfig => {
-  const config = loadYamlFile(path.join(dir, `${stage}.yml`), checkedStageConfigSchema);
-  if (config.stage !== stage) {
+/**
+ * The stage config a worker runs with: `STAGE_CONFIG`, the JSON of config/<stage>.yml that
+ * `serverless package` validated (config/stage.cjs `json`) and set on every function. Validated
+ * again here, at cold start, against the schema this bundle was built with, and its `stage` must be
+ * the function's `STAGE`. No file is read and no YAML parser is loaded (npm run bench, section 1).
+ */
+export const stageConfigFromEnv = (env: NodeJS.ProcessEnv = process.env): StageConfig => {
+  const text = env.STAGE_CONFIG;
+  if (!text) throw new ConfigurationError('environment variable STAGE_CONFIG is required but not set');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigurationError(`STAGE_CONFIG is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = checkedStageConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigurationError(`STAGE_CONFIG is invalid: ${describeIssues(parsed.error).join('; ')}`);
+  }
+  if (env.STAGE !== undefined && parsed.data.stage !== env.STAGE) {
     throw new ConfigurationError(
-      `config/${stage}.yml declares stage "${config.stage}"; it must be "${stage}"`,
+      `STAGE_CONFIG is for stage "${parsed.data.stage}"; this function's STAGE is "${env.STAGE}"`,
     );
   }
-  return config;
+  return parsed.data;
 };

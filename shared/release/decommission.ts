@@ -1,6 +1,6 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from '../audit';
 import { GONE, removeRunImages } from '../compensate';
 import { errorMessage, errorName } from '../errors';

@@ -9,7 +9,7 @@ import {
   type CloudWatchLogsClient,
 } from '@aws-sdk/client-cloudwatch-logs';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from '../audit';
 import { errorMessage, errorName, isAwsTransient, LogExportFailedError } from '../errors';
 import { logger } from '../logger';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { provisionResultSchema } from '../commands/contract';
 import { SmokeTestFailedError } from '../errors';
 import { logger } from '../logger';

@@ -8,7 +8,7 @@ import {
   type ElasticLoadBalancingV2Client,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditRepository } from '../audit';
 import { provisionResultSchema } from '../commands/contract';
 import { CanaryCheckFailedError } from '../errors';

@@ -13,7 +13,7 @@ import type { AuditRepository } from '../audit';
 import { StartInProgressError } from '../errors';
 import { TriggerClaims } from './claim';
 import { logger } from '../logger';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   APP_ID_PATTERN,
   BUILD_ID_PATTERN,

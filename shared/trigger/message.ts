@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { describeIssues, fieldPath } from '../validation';
 
 export const APP_ID_PATTERN = /^[a-z][a-z0-9-]{1,38}[a-z0-9]$/;

@@ -76,7 +76,7 @@ import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
 import { auditKeys, AUDIT_INDEXES } from '../../shared/audit';
 import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { parseYaml } from '../../shared/config/files';
-import { loadStageConfig } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import { startEmulators, type Emulators } from './emulators';
 import { FaultInjector, type InstrumentableClient } from './faults';
 import { LambdaRuntime } from './lambda';

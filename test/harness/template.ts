@@ -190,12 +190,14 @@ export class LocalTemplate {
       );
   }
 
-  /** Resolves `${sls:stage}`, `${self:custom.stage.*}`, `${self:service}`, Ref, Fn::GetAtt and Fn::Sub. */
+  /** Resolves `${sls:stage}`, `${self:custom.stage.*}`, `${self:custom.stageJson}`, `${self:service}`, Ref, Fn::GetAtt and Fn::Sub. */
   resolve(value: Json): Json {
     if (typeof value === 'string') {
       // A value that is one variable keeps the variable's type (a number stays a number), as in Serverless.
       const whole = /^\$\{self:custom\.stage\.([A-Za-z0-9.]+)\}$/.exec(value);
       if (whole?.[1]) return this.stageValue(whole[1]) as Json;
+      // config/stage.cjs `json`: the (here: the harness's merged) stage config as JSON.
+      if (value === '${self:custom.stageJson}') return JSON.stringify(this.stage);
       return this.resolveString(value);
     }
     if (Array.isArray(value)) return value.map((v) => this.resolve(v));

@@ -13,7 +13,8 @@ import {
 } from '../../shared/commands/contract';
 import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { loadRules } from '../../shared/config/rules';
-import { loadStageConfig } from '../../shared/config/stage';
+import { stageConfigFromEnv } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import { ConfigurationError } from '../../shared/errors';
 import {
   allStates,
@@ -1225,6 +1226,19 @@ describe('the packaged CloudFormation template', () => {
             return isObject(variables) ? secretLookingVariables(variables) : ['no environment'];
           }),
         ).toEqual(sameForAll(ids(functions), []));
+      });
+
+      it('gives every function the validated stage config as STAGE_CONFIG (what stageConfigFromEnv reads)', () => {
+        const functions = stack.resourcesOfType('AWS::Lambda::Function');
+        const expected = loadStageConfig(stage, path.join(REPO_ROOT, 'config'));
+
+        expect(
+          byId(functions, (fn) => {
+            const variables = at(fn.Properties, 'Environment', 'Variables');
+            if (!isObject(variables) || typeof variables.STAGE_CONFIG !== 'string') return 'missing';
+            return stageConfigFromEnv({ STAGE: stage, STAGE_CONFIG: variables.STAGE_CONFIG }) as unknown;
+          }),
+        ).toEqual(sameForAll(ids(functions), expected));
       });
 
       it('runs the reconciler one invocation at a time', () => {

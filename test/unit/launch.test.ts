@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { loadStageConfig } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import type { CommandStep } from '../../shared/commands/contract';
 import {
   executionTimeoutFor,

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { run } from '../../functions/pre-provision/handler';
 import { AuditRepository } from '../../shared/audit';
 import { loadRules } from '../../shared/config/rules';
-import { loadStageConfig } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import {
   AppConfigInvalidError,
   AppConfigNotFoundError,

@@ -2,20 +2,21 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { loadStageConfig, type StageConfig } from '../../shared/config/stage';
+import type { StageConfig } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import { CONFIG_DIR } from './support/fixtures';
 
 // config/stage.cjs always reads the repo's config/ folder. Wrapping the real loader lets a test
 // record which folder and stage it asked for, and hand it a stage file of the test's own.
-jest.mock('../../shared/config/stage', () => {
+jest.mock('../../shared/config/stage-file', () => {
   const actual = jest.requireActual<{ loadStageConfig: (stage: string, dir?: string) => unknown }>(
-    '../../shared/config/stage',
+    '../../shared/config/stage-file',
   );
   return { ...actual, loadStageConfig: jest.fn(actual.loadStageConfig) };
 });
 
 const realLoadStageConfig = jest.requireActual<{ loadStageConfig: typeof loadStageConfig }>(
-  '../../shared/config/stage',
+  '../../shared/config/stage-file',
 ).loadStageConfig;
 
 /** The part of what Serverless hands a `${file(./config/stage.cjs):<export>}` source that stage.cjs uses. */
@@ -27,10 +28,11 @@ interface VariableSourceArgs {
 interface StageSource {
   load: (args: VariableSourceArgs) => Promise<StageConfig>;
   auditorPrincipals: (args: VariableSourceArgs) => Promise<unknown[]>;
+  json: (args: VariableSourceArgs) => Promise<string>;
 }
 
 // A CommonJS file without type declarations, loaded through Jest's registry so that its
-// `require('../shared/config/stage.ts')` gets the wrapped loader above.
+// `require('../shared/config/stage-file.ts')` gets the wrapped loader above.
 const stageSource = jest.requireActual<StageSource>('../../config/stage.cjs');
 
 const PRINCIPALS = [
@@ -81,4 +83,13 @@ describe('config/stage.cjs: who may assume the auditor role', () => {
       expect(loadStageConfig).toHaveBeenCalledWith(stage, CONFIG_DIR);
     },
   );
+});
+
+describe('config/stage.cjs: the stage config as JSON (STAGE_CONFIG)', () => {
+  it.each(['dev', 'prod'])('gives the validated config/%s.yml as JSON text', async (stage) => {
+    const json = await stageSource.json(packaging(stage));
+
+    expect(typeof json).toBe('string');
+    expect(JSON.parse(json)).toEqual(realLoadStageConfig(stage, CONFIG_DIR));
+  });
 });

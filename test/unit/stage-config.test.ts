@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigurationError } from '../../shared/errors';
-import { checkedStageConfigSchema, loadStageConfig, stageConfigSchema } from '../../shared/config/stage';
+import { checkedStageConfigSchema, stageConfigFromEnv, stageConfigSchema } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
 import { CONFIG_DIR } from './support/fixtures';
 
 /** A complete, valid stage file for `stage`, with `overrides` merged on top. */
@@ -425,5 +426,40 @@ describe('stage config: the lock outlives a run', () => {
         /^lock\.ttlSeconds: must be at least \d+ \(the longest run: bake, provision and validate timeouts, 10 traffic steps of 3600 s, a stack destroy, plus 7200 s\)$/,
       ),
     ]);
+  });
+});
+
+describe('stage config from the environment (STAGE_CONFIG, what the workers read)', () => {
+  const dev = () => loadStageConfig('dev', CONFIG_DIR);
+
+  it('reads the JSON serverless package set, validated again, without reading a file', () => {
+    const env = { STAGE: 'dev', STAGE_CONFIG: JSON.stringify(dev()), CONFIG_DIR: '/nowhere' };
+
+    expect(stageConfigFromEnv(env)).toEqual(dev());
+  });
+
+  it.each([
+    [{ STAGE: 'dev' }, 'environment variable STAGE_CONFIG is required but not set'],
+    [{ STAGE: 'dev', STAGE_CONFIG: '{"stage":' }, 'STAGE_CONFIG is not JSON: '],
+    [{ STAGE: 'prod', STAGE_CONFIG: JSON.stringify({ stage: 'dev' }) }, 'STAGE_CONFIG is invalid: region:'],
+  ])('refuses %j with a ConfigurationError', (env, message) => {
+    expect(() => stageConfigFromEnv(env)).toThrow(ConfigurationError);
+    expect(() => stageConfigFromEnv(env)).toThrow(message);
+  });
+
+  it("refuses a config of another stage than the function's STAGE", () => {
+    const env = { STAGE: 'prod', STAGE_CONFIG: JSON.stringify(dev()) };
+
+    expect(() => stageConfigFromEnv(env)).toThrow(
+      'STAGE_CONFIG is for stage "dev"; this function\'s STAGE is "prod"',
+    );
+  });
+
+  it('holds a lock TTL too short for the longest run against the same rule as the file', () => {
+    const config = { ...dev(), lock: { ...dev().lock, ttlSeconds: 60 } };
+
+    expect(() => stageConfigFromEnv({ STAGE: 'dev', STAGE_CONFIG: JSON.stringify(config) })).toThrow(
+      'lock.ttlSeconds: must be at least',
+    );
   });
 });

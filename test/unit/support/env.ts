@@ -1,4 +1,7 @@
 import path from 'node:path';
+import { loadStageConfig } from '../../../shared/config/stage-file';
+
+const CONFIG_DIR = path.join(__dirname, '..', '..', '..', 'config');
 
 /**
  * The environment the workers read at import (requireEnv at cold start). Import this module before
@@ -6,7 +9,9 @@ import path from 'node:path';
  */
 export const TEST_ENV = {
   STAGE: 'dev',
-  CONFIG_DIR: path.join(__dirname, '..', '..', '..', 'config'),
+  CONFIG_DIR,
+  // What serverless.yml sets from config/stage.cjs `json`: the validated stage config.
+  STAGE_CONFIG: JSON.stringify(loadStageConfig('dev', CONFIG_DIR)),
   ARTIFACTS_BUCKET: 'ami-pipeline-dev-artifacts',
   REPORTS_BUCKET: 'ami-pipeline-dev-reports',
   LOGS_BUCKET: 'ami-pipeline-dev-logs',
