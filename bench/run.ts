@@ -14,6 +14,7 @@ import type { BenchSection } from './section';
  *   npm run bench -- --quick            fewer repetitions and a 10k/20k table (a smoke run)
  */
 const SECTIONS = ['coldStart', 'orchestration', 'audit', 'throughput'] as const;
+const SECTION_TIMEOUT_MS = 6 * 60_000;
 type SectionId = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -61,7 +62,12 @@ const runInChild = (id: SectionId, dir: string): { section: BenchSection; ms: nu
   const result = path.join(dir, `${id}.json`);
   const tsx = path.join(path.dirname(require.resolve('tsx/package.json')), 'dist', 'cli.mjs');
   const args = [tsx, __filename, '--section', id, '--result', result, ...(values.quick ? ['--quick'] : [])];
-  const child = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  // No section takes 3 minutes on 2 cores; a stuck one is killed rather than hang the bench.
+  const child = spawnSync(process.execPath, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: SECTION_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
+  });
   if (child.status !== 0)
     throw new Error(`bench section ${id} failed (exit ${String(child.status ?? child.signal)})`);
   return JSON.parse(readFileSync(result, 'utf8')) as { section: BenchSection; ms: number };

@@ -1,6 +1,6 @@
 import { LocalPipeline } from '../test/harness/pipeline';
 import { triggerMessage } from '../test/fixtures/messages';
-import { median, type BenchSection, type Target } from './section';
+import { median, within, type BenchSection, type Target } from './section';
 
 /**
  * Issue 7, section 4: throughput of the harness. N runs of distinct apps are triggered at once and
@@ -18,7 +18,7 @@ export const throughput = async (options: { runs?: number } = {}): Promise<Bench
     const bucket = pipeline.name('ArtifactsBucket');
     // One warm-up run: handler modules load and the emulators warm up outside the measurement.
     pipeline.publishTrigger(triggerMessage(bucket, { appId: 'bench-warmup', buildId: 'bench-warmup-1' }));
-    await pipeline.settle();
+    await within(60_000, pipeline.settle(), 'the warm-up run');
     const known = new Set(pipeline.sfn.list().map((e) => e.executionArn));
 
     const cpuBefore = process.cpuUsage();
@@ -27,7 +27,7 @@ export const throughput = async (options: { runs?: number } = {}): Promise<Bench
       const appId = `bench-tp-${String(n).padStart(2, '0')}`;
       pipeline.publishTrigger(triggerMessage(bucket, { appId, buildId: `${appId}-1` }));
     }
-    await pipeline.settle();
+    await within(300_000, pipeline.settle(), `${runs} runs`);
     const wallMs = performance.now() - startedAt;
     const cpu = process.cpuUsage(cpuBefore);
 

@@ -1,6 +1,7 @@
 // Serverless variable source: `${file(./config/stage.cjs):load}` returns config/<stage>.yml validated
 // by the same zod schema the workers and tests use (shared/config/stage.ts), so a bad stage config
 // fails `serverless package` instead of a deploy.
+const { Buffer } = require('node:buffer');
 const { register } = require('tsx/cjs/api');
 
 const loadStage = async (resolveVariable) => {
@@ -29,4 +30,15 @@ module.exports.auditorPrincipals = async ({ resolveVariable }) => {
 // `${file(./config/stage.cjs):json}`: the validated stage config as JSON, set on every function as
 // STAGE_CONFIG (serverless.yml provider.environment), so a worker reads it without a file or a
 // YAML parser at cold start (shared/config/stage.ts stageConfigFromEnv).
-module.exports.json = async ({ resolveVariable }) => JSON.stringify(await loadStage(resolveVariable));
+// Lambda allows 4 KB of environment per function, ARNs and names included: the config may use half.
+const MAX_STAGE_CONFIG_BYTES = 2048;
+module.exports.json = async ({ resolveVariable }) => {
+  const json = JSON.stringify(await loadStage(resolveVariable));
+  const bytes = Buffer.byteLength(json, 'utf8');
+  if (bytes > MAX_STAGE_CONFIG_BYTES) {
+    throw new Error(
+      `config/<stage>.yml is ${bytes} bytes as JSON; STAGE_CONFIG may hold at most ${MAX_STAGE_CONFIG_BYTES} (Lambda's environment is limited to 4 KB). Name builders by tag rather than by instance id.`,
+    );
+  }
+  return json;
+};

@@ -243,12 +243,18 @@ export const removeRunImages = async (
 ): Promise<void> => {
   const grants = new Set((await deps.audit.resourcesOf(runId, 'KMS_GRANT')).map((g) => g.resourceId));
   // A worker that died between CreateGrant and recording it left a grant the inventory lacks; the
-  // key's grants carry the run in their name.
+  // key's grants carry the run in their name. (ListGrants is eventually consistent: a grant made
+  // seconds ago may not be listed yet.) A listing that fails is one failed step, recorded like any
+  // other, not the end of the clean-up: `false` records nothing when it succeeds.
   const name = launchGrantName(runId);
-  for await (const page of paginateListGrants({ client: deps.kms }, { KeyId: deps.kmsKeyArn })) {
-    for (const grant of page.Grants ?? [])
-      if (grant.Name === name && grant.GrantId) grants.add(grant.GrantId);
-  }
+  await attempt('LIST_GRANTS', deps.kmsKeyArn, async () => {
+    const pages = paginateListGrants({ client: deps.kms, pageSize: 100 }, { KeyId: deps.kmsKeyArn });
+    for await (const page of pages) {
+      for (const grant of page.Grants ?? [])
+        if (grant.Name === name && grant.GrantId) grants.add(grant.GrantId);
+    }
+    return false;
+  });
   for (const grantId of grants) {
     await attempt('REVOKE_GRANT', grantId, () =>
       deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grantId })),

@@ -57,6 +57,15 @@ export class CommandNotRecordedError extends PipelineError {
   override readonly name = 'CommandNotRecordedError';
 }
 
+/**
+ * A token stage cannot tell whether its command was started (SendCommand timed out or failed with a
+ * 5xx and no command was found; or an earlier attempt left one unrecorded). Never retried by the
+ * state machine: the run compensates, which cancels the command if it exists.
+ */
+export class CommandOutcomeUnknownError extends PipelineError {
+  override readonly name = 'CommandOutcomeUnknownError';
+}
+
 /** An audit write conflicts with what the table already holds (append-only guard). */
 export class AuditConflictError extends PipelineError {
   override readonly name = 'AuditConflictError';
@@ -152,6 +161,10 @@ const QUOTA_ERRORS = new Set(['LimitExceededException']);
 export const isAwsTransient = (err: unknown): err is Error => {
   if (err instanceof PipelineError || !(err instanceof Error)) return false;
   if (QUOTA_ERRORS.has(err.name)) return false;
+  // Only what an AWS call threw: the SDK's errors carry $metadata, a dropped connection a Node
+  // `code`. A wrapper whose cause happens to be transient (the classifier follows `cause`) is not.
+  const shape = err as { $metadata?: unknown; code?: unknown };
+  if (shape.$metadata === undefined && typeof shape.code !== 'string') return false;
   const sdkError = err as Parameters<typeof isTransientError>[0];
   return isThrottlingError(sdkError) || isTransientError(sdkError) || isServerError(sdkError);
 };

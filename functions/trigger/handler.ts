@@ -11,10 +11,11 @@ import { TriggerClaims } from '../../shared/trigger/claim';
 import { handleTrigger, type TriggerDeps, type TriggerOutcome } from '../../shared/trigger/handle';
 
 /**
- * A holder that has not started its execution keeps the claim this long: ten times the function's
- * 30 s timeout, well past Lambda's first async retry of the holder (about a minute).
+ * A holder that has not started its execution keeps the claim this long: three times the
+ * function's 30 s timeout. Its own retries keep the claim whatever the lease (same request id); a
+ * duplicate delivery retried by Lambda (about 1 and 3 minutes later) takes over a holder that died.
  */
-const CLAIM_LEASE_SECONDS = 300;
+const CLAIM_LEASE_SECONDS = 90;
 /** Claims are kept a week (TTL); Step Functions itself remembers execution names for 90 days. */
 const CLAIM_RETENTION_SECONDS = 7 * 24 * 3600;
 

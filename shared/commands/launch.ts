@@ -13,6 +13,7 @@ import type { FinalizeRequestMiddleware } from '@smithy/types';
 import type { StageConfig } from '../config/stage';
 import {
   CommandNotRecordedError,
+  CommandOutcomeUnknownError,
   errorMessage,
   errorName,
   InvalidTaskInputError,
@@ -103,6 +104,17 @@ export const launchCommand = async (
       return { commandId: existing.commandId, instanceId: existing.instanceId, adopted: true };
     }
   }
+  // An earlier attempt that stopped between SendCommand and recording the command id (or whose
+  // SendCommand outcome was unknown) may have left a command running unrecorded: never start a
+  // second one beside it. The stage fails instead, and compensation cancels what it finds.
+  if (existing && !existing.commandId && existing.status === 'PENDING' && existing.mode === req.mode) {
+    const [earlier] = await findUnrecordedCommands(deps, existing);
+    if (earlier) {
+      throw new CommandOutcomeUnknownError(
+        `${step}: an earlier attempt started command ${String(earlier.CommandId)} (${String(earlier.Status)}) that no record holds; not starting another`,
+      );
+    }
+  }
 
   const instanceId = await pickBuilder(deps);
   const now = deps.now();
@@ -140,9 +152,19 @@ export const launchCommand = async (
     task,
     deps,
   ).catch(async (err: unknown) => {
-    // Nothing was sent: close the task so the reconciler stops waiting for a command that never was.
-    await deps.tasks.complete({ ...task, status: 'PENDING' }, 'NOT_SENT');
-    throw err;
+    if (refusedBySsm(err)) {
+      // Refused (throttled, invalid, denied): nothing was sent. Close the task so the reconciler
+      // stops waiting for a command that never was; the state may retry.
+      await deps.tasks.complete({ ...task, status: 'PENDING' }, 'NOT_SENT');
+      throw err;
+    }
+    // A timeout, a 5xx or a dropped connection, and no command found by its Comment: SSM may still
+    // have started one (ListCommands can lag). The task stays PENDING, so compensation looks for the
+    // command by its Comment and cancels it; a retry could start a second build beside it.
+    throw new CommandOutcomeUnknownError(
+      `${step}: SendCommand failed (${errorName(err)}: ${errorMessage(err)}) and may have started the command; not retried`,
+      { cause: err },
+    );
   });
   const commandId = sent.Command?.CommandId;
   if (!commandId) throw new Error(`SendCommand for ${step} returned no command id`);
@@ -206,6 +228,15 @@ const sendOnce = async (
     });
     return { Command: started };
   }
+};
+
+/**
+ * SendCommand answered with a 4xx (throttled, invalid, access denied): SSM refused the request, so
+ * no command exists. A timeout, a 5xx or a network error leaves that unknown.
+ */
+const refusedBySsm = (err: unknown): boolean => {
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  return status !== undefined && status >= 400 && status < 500;
 };
 
 const checkParameters = (step: CommandStep, parameters: Record<string, string>): void => {

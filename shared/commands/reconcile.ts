@@ -9,6 +9,8 @@ import {
 import { CancelCommandCommand, ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { logger } from '../logger';
 import { completeCommand, TERMINAL_STATUSES, type CompletionDeps } from './complete';
+import { NOT_ENDED_STATUSES } from './contract';
+import { findUnrecordedCommands } from './unrecorded';
 import type { CommandTask } from './tasks';
 
 export type ReconcileAction = 'HEARTBEAT' | 'COMPLETED' | 'CANCELLED' | 'WAITING';
@@ -44,7 +46,11 @@ export const reconcile = async (deps: CompletionDeps): Promise<ReconcileReport> 
 };
 
 const reconcileTask = async (task: CommandTask, deps: CompletionDeps): Promise<ReconcileAction> => {
-  if (!task.commandId) return 'WAITING'; // SendCommand not (yet) recorded; completion finds it by Comment
+  if (!task.commandId) {
+    // SendCommand not (yet) recorded: while the state waits, completion finds the command by its Comment.
+    if (await executionRunning(task, deps)) return 'WAITING';
+    return closeUnrecorded(task, deps);
+  }
   const { Commands } = await deps.ssm.send(new ListCommandsCommand({ CommandId: task.commandId }));
   const status = Commands?.[0]?.Status ?? 'Unknown';
   if (TERMINAL_STATUSES.has(status)) {
@@ -71,6 +77,31 @@ const executionRunning = async (task: CommandTask, deps: CompletionDeps): Promis
     if (err instanceof ExecutionDoesNotExist) return false;
     throw err;
   }
+};
+
+/**
+ * A task whose execution ended with no command id on record: a worker died after SendCommand, or
+ * SendCommand's outcome was unknown (CommandOutcomeUnknownError). A command its Comment finds is
+ * cancelled, and the task closed, so nothing runs on unknown to the pipeline.
+ */
+const closeUnrecorded = async (task: CommandTask, deps: CompletionDeps): Promise<ReconcileAction> => {
+  const found = await findUnrecordedCommands(deps, task);
+  if (!(await deps.tasks.complete(task, 'CANCELLED/execution ended, no command recorded'))) return 'WAITING';
+  for (const command of found) {
+    const commandId = command.CommandId as string;
+    if (!NOT_ENDED_STATUSES.has(command.Status ?? '')) continue;
+    await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+    await deps.audit.recordEvent({
+      runId: task.runId,
+      type: 'COMMAND_CANCELLED_BY_RECONCILER',
+      stage: task.step,
+      at: deps.now().toISOString(),
+      id: commandId,
+      detail: { commandId, reason: 'execution ended, command never recorded' },
+    });
+    logger.warn('cancelled an unrecorded command of an ended execution', { runId: task.runId, commandId });
+  }
+  return 'CANCELLED';
 };
 
 const cancel = async (task: CommandTask, deps: CompletionDeps, why: string): Promise<ReconcileAction> => {

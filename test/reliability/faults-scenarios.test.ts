@@ -235,7 +235,6 @@ describe('fault scenarios', () => {
   it.each([
     ['an EC2 5xx in Distribute (Unavailable)', 'Distribute → EC2:CreateTags'],
     ['a KMS 5xx in Distribute (KMSInternalException)', 'Distribute → KMS:CreateGrant'],
-    ['an SSM 5xx when a token stage sends its command (Provision)', 'Provision → SSM:SendCommand'],
   ])('retries %s that outlasts the SDK, to success, with one command per stage', async (_, key) => {
     const result = await suite.run([{ site: site(key), kind: ['server', 'server', 'server', 'server'] }], {
       expect: clean.expected,
@@ -244,6 +243,31 @@ describe('fault scenarios', () => {
     expect(result.state).toBe('SUCCEEDED');
     const commands = [...pipeline.commands.commands.values()].filter((c) => c.comment.includes(result.runId));
     expect(commands.map((c) => c.step).sort()).toEqual(['bake', 'provision', 'validate']);
+  });
+
+  // SendCommand throttled (a 4xx: SSM refused it, nothing started) is retried like any throttle...
+  it('retries a SendCommand throttle that outlasts the SDK, to success, with one command per stage', async () => {
+    const result = await outage('Provision → SSM:SendCommand');
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('SUCCEEDED');
+    const commands = [...pipeline.commands.commands.values()].filter((c) => c.comment.includes(result.runId));
+    expect(commands.map((c) => c.step).sort()).toEqual(['bake', 'provision', 'validate']);
+  });
+
+  // ...but a 5xx may have started the command: the stage is not retried (a second terraform apply
+  // could run beside the first). The run compensates, and nothing is left.
+  it('compensates, never sending twice, when SendCommand fails with a 5xx that outlasts the SDK', async () => {
+    const result = await suite.run([
+      { site: site('Provision → SSM:SendCommand'), kind: ['server', 'server', 'server', 'server'] },
+    ]);
+    expect(result.problems).toEqual([]);
+    expect(result.state).toBe('COMPENSATED');
+    expect(result.runItem).toMatchObject({
+      failedStage: 'Provision',
+      errorName: 'CommandOutcomeUnknownError',
+    });
+    const commands = [...pipeline.commands.commands.values()].filter((c) => c.comment.includes(result.runId));
+    expect(commands.filter((c) => c.step === 'provision' && c.parameters.mode !== 'destroy')).toHaveLength(0);
   });
 
   // A worker that dies (Lambda.Unknown: out of memory, its own timeout) after the live pointer moved:

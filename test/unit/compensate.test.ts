@@ -484,6 +484,22 @@ describe('compensation', () => {
     expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1', 'REVOKE_GRANT#grant-unrecorded']);
   });
 
+  it('still revokes recorded grants and removes images when listing the key’s grants fails, and says so', async () => {
+    inventory.push(resource('KMS_GRANT', 'grant-1'));
+    kmsMock
+      .on(ListGrantsCommand)
+      .rejects(Object.assign(new Error('denied by an SCP'), { name: 'AccessDeniedException' }));
+
+    const output = await compensate(input(), deps);
+
+    expect(output.status).toBe('INCOMPLETE');
+    expect(output.failed).toEqual([
+      { action: 'LIST_GRANTS', resource: KEY_ARN, error: 'AccessDeniedException: denied by an SCP' },
+    ]);
+    expect(kmsMock).toHaveReceivedCommandWith(RevokeGrantCommand, { GrantId: 'grant-1' });
+    expect(undoneEvents()).toEqual(['REVOKE_GRANT#grant-1']);
+  });
+
   describe('log subscriptions', () => {
     it('removes the subscription filter the run added to an app log group, and keeps the group', async () => {
       inventory.push(resource('LOG_GROUP', APP_GROUP), logSubscription(APP_GROUP));

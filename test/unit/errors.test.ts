@@ -32,6 +32,7 @@ describe('pipeline errors', () => {
       'BakeFailedError',
       'CanaryCheckFailedError',
       'CommandNotRecordedError',
+      'CommandOutcomeUnknownError',
       'ConfigurationError',
       'DistributionFailedError',
       'InvalidTaskInputError',
@@ -131,7 +132,7 @@ describe('pipeline errors', () => {
       ['DynamoDB throttle', sdkError('ProvisionedThroughputExceededException', 400)],
       ['a 504 of any name', sdkError('SomethingNew', 504)],
       ['a 501 (a server error the SDK does not retry itself)', sdkError('NotImplemented', 501)],
-      ['a request timeout', sdkError('TimeoutError')],
+      ['a request timeout', sdkError('TimeoutError', undefined, { $metadata: { attempts: 3 } })],
       ['a connection reset', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
       ['the $retryable trait', sdkError('Whatever', 400, { $retryable: {} })],
     ])('names %s AwsTransientError, keeping the original name in the message and as cause', (_, err) => {
@@ -150,6 +151,14 @@ describe('pipeline errors', () => {
       ['a conditional check', sdkError('ConditionalCheckFailedException', 400)],
       ['a bug', new TypeError("Cannot read properties of undefined (reading 'x')")],
       ['an aborted call', sdkError('AbortError')],
+      [
+        'an error of our own whose cause is a throttle',
+        new Error('wrapped', { cause: sdkError('ThrottlingException', 400) }),
+      ],
+      [
+        'a timeout that is not an AWS call (no $metadata)',
+        Object.assign(new Error('t'), { name: 'TimeoutError' }),
+      ],
       // The SDK counts it as throttling; for CloudWatch Logs and KMS it is a quota, which waiting does not lift.
       ['a quota reached (LimitExceededException)', sdkError('LimitExceededException', 400)],
     ])('leaves %s as it is', (_, err) => {

@@ -21,6 +21,7 @@ import {
 import { TaskStore, type CommandTask } from '../../shared/commands/tasks';
 import {
   CommandNotRecordedError,
+  CommandOutcomeUnknownError,
   forStateMachine,
   InvalidTaskInputError,
   NoBuilderAvailableError,
@@ -251,8 +252,11 @@ describe('command launcher', () => {
       expect(JSON.stringify(dbMock.commandCalls(PutCommand)[0]?.args[0].input.Item)).toContain(TOKEN);
     });
 
-    it('closes the task as NOT_SENT and rethrows when SendCommand itself fails', async () => {
-      const refused = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    it('closes the task as NOT_SENT and rethrows when SSM refuses SendCommand (a 4xx: nothing was sent)', async () => {
+      const refused = Object.assign(new Error('Rate exceeded'), {
+        name: 'ThrottlingException',
+        $metadata: { httpStatusCode: 400 },
+      });
       ssmMock.on(SendCommandCommand).rejects(refused);
 
       const err = await failureOf(request());
@@ -284,6 +288,33 @@ describe('command launcher', () => {
       // A domain error: the worker does not turn it into AwsTransientError, so the state does not retry.
       expect(forStateMachine(err)).toBe(err);
     });
+
+    it.each([
+      ['a timeout', Object.assign(new Error('socket timed out'), { name: 'TimeoutError', $metadata: {} })],
+      [
+        'a 5xx',
+        Object.assign(new Error('Internal error'), {
+          name: 'InternalServerError',
+          $metadata: { httpStatusCode: 500 },
+        }),
+      ],
+    ])(
+      'leaves the task PENDING and fails with CommandOutcomeUnknownError (never retried) after %s with no command found',
+      async (_, failure) => {
+        ssmMock.on(SendCommandCommand).rejects(failure);
+        ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+
+        const err = await failureOf(request());
+
+        expect(err).toBeInstanceOf(CommandOutcomeUnknownError);
+        expect(err).toHaveProperty('cause', failure);
+        expect(forStateMachine(err)).toBe(err);
+        // Not closed as NOT_SENT: compensation (and the reconciler) still look for the command.
+        expect(dbMock).not.toHaveReceivedCommandWith(UpdateCommand, {
+          ExpressionAttributeValues: expect.objectContaining({ ':outcome': 'NOT_SENT' }),
+        });
+      },
+    );
 
     it('throws when SSM returns no command id, leaving no command pointer', async () => {
       ssmMock.on(SendCommandCommand).resolves({});
@@ -490,16 +521,35 @@ describe('command launcher', () => {
       });
     });
 
-    it('starts a new command when the earlier attempt stopped before recording its command', async () => {
+    it('starts a new command when the earlier attempt stopped before recording one and none exists', async () => {
       dbMock.on(GetCommand, { Key: TASK_KEY }).resolves({
         Item: earlierAttempt({ commandId: undefined, instanceId: undefined }),
       });
+      ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
 
       const launched = await launchCommand(request(), deps);
 
       expect(launched.adopted).toBe(false);
-      expect(ssmMock).toHaveReceivedCommandTimes(ListCommandsCommand, 0);
+      // Looked for a command of the earlier attempt by its Comment first.
+      expect(ssmMock).toHaveReceivedCommandTimes(ListCommandsCommand, 1);
       expect(ssmMock).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+    });
+
+    it('never starts a second command beside one an earlier attempt left unrecorded: CommandOutcomeUnknownError', async () => {
+      dbMock.on(GetCommand, { Key: TASK_KEY }).resolves({
+        Item: earlierAttempt({ commandId: undefined, instanceId: undefined }),
+      });
+      ssmMock.on(ListCommandsCommand).resolves({
+        Commands: [
+          { CommandId: 'cmd-lost', Comment: `ami-pipeline ${RUN_ID} bake run`, Status: 'InProgress' },
+        ],
+      });
+
+      const err = await failureOf(request());
+
+      expect(err).toBeInstanceOf(CommandOutcomeUnknownError);
+      expect(err).toHaveProperty('message', expect.stringContaining('cmd-lost (InProgress)'));
+      expect(ssmMock).toHaveReceivedCommandTimes(SendCommandCommand, 0);
     });
   });
 });

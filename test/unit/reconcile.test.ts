@@ -279,7 +279,7 @@ describe('reconciler', () => {
     expect(auditEvents()).toEqual([]);
   });
 
-  it('leaves a task whose command is not recorded yet to the completion path', async () => {
+  it('leaves a task whose command is not recorded yet to the completion path while its execution runs', async () => {
     givenPending(pendingTask({ commandId: undefined, instanceId: undefined }));
 
     const report = await reconcile(deps);
@@ -288,7 +288,39 @@ describe('reconciler', () => {
       { runId: RUN_ID, step: 'bake', commandId: undefined, action: 'WAITING' },
     ]);
     expect(ssmMock.calls()).toHaveLength(0);
-    expect(sfnMock.calls()).toHaveLength(0);
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskHeartbeatCommand);
+  });
+
+  it('closes such a task once its execution ended, cancelling the unrecorded command its Comment finds', async () => {
+    givenPending(pendingTask({ commandId: undefined, instanceId: undefined }));
+    givenExecutionStatus('FAILED');
+    ssmMock.on(ListCommandsCommand).resolves({
+      Commands: [
+        { CommandId: 'cmd-unknown', Comment: `ami-pipeline ${RUN_ID} bake run`, Status: 'InProgress' },
+        {
+          CommandId: 'cmd-other-run',
+          Comment: 'ami-pipeline 0000000000aaaaaaaaaa bake run',
+          Status: 'InProgress',
+        },
+      ],
+    });
+
+    const report = await reconcile(deps);
+
+    expect(report.actions).toEqual([
+      { runId: RUN_ID, step: 'bake', commandId: undefined, action: 'CANCELLED' },
+    ]);
+    expect(ssmMock.commandCalls(CancelCommandCommand).map((c) => c.args[0].input.CommandId)).toEqual([
+      'cmd-unknown',
+    ]);
+    expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+      ExpressionAttributeValues: expect.objectContaining({
+        ':outcome': 'CANCELLED/execution ended, no command recorded',
+      }),
+    });
+    expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
+      Item: expect.objectContaining({ type: 'COMMAND_CANCELLED_BY_RECONCILER', id: 'cmd-unknown' }),
+    });
   });
 
   it('goes on with the other tasks when one of them fails', async () => {

@@ -92,4 +92,19 @@ describe('config/stage.cjs: the stage config as JSON (STAGE_CONFIG)', () => {
     expect(typeof json).toBe('string');
     expect(JSON.parse(json)).toEqual(realLoadStageConfig(stage, CONFIG_DIR));
   });
+
+  it('refuses a config too large for a Lambda environment, at package time', async () => {
+    const qa = parseDocument(readFileSync(path.join(CONFIG_DIR, 'dev.yml'), 'utf8'));
+    qa.set('stage', 'qa');
+    qa.setIn(
+      ['builder', 'targets'],
+      qa.createNode({
+        instanceIds: Array.from({ length: 120 }, (_, i) => `i-${String(i).padStart(17, '0')}`),
+      }),
+    );
+    writeFileSync(path.join(dir, 'qa.yml'), String(qa));
+    jest.mocked(loadStageConfig).mockImplementationOnce((stage) => realLoadStageConfig(stage, dir));
+
+    await expect(stageSource.json(packaging('qa'))).rejects.toThrow(/STAGE_CONFIG may hold at most 2048/);
+  });
 });
