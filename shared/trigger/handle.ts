@@ -11,7 +11,7 @@ import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { isDeepStrictEqual } from 'node:util';
 import type { AuditRepository } from '../audit';
 import { StartInProgressError } from '../errors';
-import { TriggerClaims } from './claim';
+import type { TriggerClaims } from './claim';
 import { logger } from '../logger';
 import * as z from 'zod';
 import {
