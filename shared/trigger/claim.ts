@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /**
  * One start per build, counted once. Step Functions answers an identical StartExecution for a
@@ -34,20 +34,24 @@ export class TriggerClaims {
   async claim(executionName: string, holder: string, now: Date): Promise<boolean> {
     const nowEpoch = Math.floor(now.getTime() / 1000);
     try {
+      // An update, not a put: a holder claiming again (a Lambda retry) keeps what its earlier
+      // attempt recorded, startedAt above all, so a started claim is never open to a takeover.
       await this.options.db.send(
-        new PutCommand({
+        new UpdateCommand({
           TableName: this.options.tableName,
-          Item: {
-            ...triggerClaimKey(executionName),
-            kind: 'TRIGGER',
-            holder,
-            claimedAt: now.toISOString(),
-            leaseUntil: nowEpoch + this.options.leaseSeconds,
-            expiresAt: nowEpoch + this.options.retentionSeconds,
-          },
+          Key: triggerClaimKey(executionName),
+          UpdateExpression:
+            'SET kind = :kind, holder = :me, claimedAt = if_not_exists(claimedAt, :at), leaseUntil = :lease, expiresAt = :expires',
           ConditionExpression:
             'attribute_not_exists(pk) OR holder = :me OR (attribute_not_exists(startedAt) AND leaseUntil < :now)',
-          ExpressionAttributeValues: { ':me': holder, ':now': nowEpoch },
+          ExpressionAttributeValues: {
+            ':kind': 'TRIGGER',
+            ':me': holder,
+            ':at': now.toISOString(),
+            ':lease': nowEpoch + this.options.leaseSeconds,
+            ':expires': nowEpoch + this.options.retentionSeconds,
+            ':now': nowEpoch,
+          },
         }),
       );
       return true;

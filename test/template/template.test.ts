@@ -1181,10 +1181,7 @@ describe('the packaged CloudFormation template', () => {
         expect(resourcesGranted(statements, 'sqs:SendMessage')).toEqual(
           expect.arrayContaining([getAttArn('RejectionsQueue'), getAttArn('TriggerDeadLetterQueue')]),
         );
-        expect(resourcesGranted(statements, 'dynamodb:PutItem')).toEqual([
-          getAttArn('AuditTable'),
-          getAttArn('CoordinationTable'),
-        ]);
+        expect(resourcesGranted(statements, 'dynamodb:PutItem')).toEqual([getAttArn('AuditTable')]);
         // In the coordination table, only the build's claim (TRIGGER#<execution name>): never a lock
         // or a task token.
         const coordination = statements.filter((statement) =>
@@ -1193,7 +1190,7 @@ describe('the packaged CloudFormation template', () => {
         expect(coordination).toEqual([
           {
             Effect: 'Allow',
-            Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            Action: ['dynamodb:UpdateItem'],
             Resource: [getAttArn('CoordinationTable')],
             Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TRIGGER#*'] } },
           },

@@ -88,12 +88,15 @@ const auditItems = (): Record<string, unknown>[] =>
     .filter((call) => call.args[0].input.TableName === TEST_ENV.AUDIT_TABLE)
     .map((call) => call.args[0].input.Item ?? {});
 
-/** The claims written to the coordination table (shared/trigger/claim.ts). */
+/** The claim's update (shared/trigger/claim.ts), as the coordination table receives it. */
+const CLAIM_UPDATE =
+  'SET kind = :kind, holder = :me, claimedAt = if_not_exists(claimedAt, :at), leaseUntil = :lease, expiresAt = :expires';
+
+/** The claims written to the coordination table: key and values of each claim update. */
 const claims = (): Record<string, unknown>[] =>
   dbMock
-    .commandCalls(PutCommand)
-    .filter((call) => call.args[0].input.TableName === TEST_ENV.COORDINATION_TABLE)
-    .map((call) => call.args[0].input.Item ?? {});
+    .commandCalls(UpdateCommand, { TableName: TEST_ENV.COORDINATION_TABLE, UpdateExpression: CLAIM_UPDATE })
+    .map((call) => ({ ...call.args[0].input.Key, ...call.args[0].input.ExpressionAttributeValues }));
 
 beforeEach(() => {
   sfnMock.on(StartExecutionCommand).resolves({ executionArn: EXECUTION_ARN, startDate: new Date(NOW) });
@@ -685,7 +688,7 @@ describe('trigger worker keeping an inline app config out of the audit table how
 describe('trigger worker: one start per build (the claim)', () => {
   const claimHeld = () =>
     dbMock
-      .on(PutCommand, { TableName: TEST_ENV.COORDINATION_TABLE })
+      .on(UpdateCommand, { TableName: TEST_ENV.COORDINATION_TABLE, UpdateExpression: CLAIM_UPDATE })
       .rejects(
         new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
       );
@@ -697,19 +700,20 @@ describe('trigger worker: one start per build (the claim)', () => {
     expect(claims()).toEqual([
       {
         pk: `TRIGGER#${EXECUTION_NAME}`,
-        kind: 'TRIGGER',
-        holder: 'request-1',
-        claimedAt: NOW,
-        leaseUntil: Math.floor(Date.parse(NOW) / 1000) + 300,
-        expiresAt: Math.floor(Date.parse(NOW) / 1000) + 604800,
+        ':kind': 'TRIGGER',
+        ':me': 'request-1',
+        ':at': NOW,
+        ':lease': Math.floor(Date.parse(NOW) / 1000) + 300,
+        ':expires': Math.floor(Date.parse(NOW) / 1000) + 604800,
+        ':now': Math.floor(Date.parse(NOW) / 1000),
       },
     ]);
-    expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
+    expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
       TableName: TEST_ENV.COORDINATION_TABLE,
+      UpdateExpression: CLAIM_UPDATE,
       // Free, this invocation's own (a Lambda retry keeps the request id), or abandoned unstarted.
       ConditionExpression:
         'attribute_not_exists(pk) OR holder = :me OR (attribute_not_exists(startedAt) AND leaseUntil < :now)',
-      ExpressionAttributeValues: { ':me': 'request-1', ':now': Math.floor(Date.parse(NOW) / 1000) },
     });
     expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
       TableName: TEST_ENV.COORDINATION_TABLE,
@@ -717,7 +721,7 @@ describe('trigger worker: one start per build (the claim)', () => {
       UpdateExpression: 'SET startedAt = :at',
       ConditionExpression: 'holder = :me',
     });
-    const [claim] = dbMock.commandCalls(PutCommand, { TableName: TEST_ENV.COORDINATION_TABLE });
+    const [claim] = dbMock.commandCalls(UpdateCommand, { UpdateExpression: CLAIM_UPDATE });
     const [start] = sfnMock.commandCalls(StartExecutionCommand);
     expect(claim && start && claim.calledBefore(start)).toBe(true);
   });
@@ -754,7 +758,7 @@ describe('trigger worker: one start per build (the claim)', () => {
 
   it('still reports STARTED when the claim passed to another delivery meanwhile, and says so', async () => {
     dbMock
-      .on(UpdateCommand)
+      .on(UpdateCommand, { UpdateExpression: 'SET startedAt = :at' })
       .rejects(
         new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
       );
