@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import path from 'node:path';
 import dynalite from 'dynalite';
 import S3rver from 's3rver';
@@ -37,6 +39,7 @@ export const startEmulators = async (options: {
   const dynamoPort = (dynamo.address() as AddressInfo).port;
 
   const s3 = new S3rver({ address: '127.0.0.1', port: 0, directory: s3Dir, silent: true });
+  atomicPuts(s3);
   const s3Address = await s3.run();
 
   return {
@@ -50,5 +53,42 @@ export const startEmulators = async (options: {
         (dynamo as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
     },
+  };
+};
+
+/** The part of s3rver's filesystem store `atomicPuts` uses. */
+interface FilesystemStore {
+  putObject(object: { key: string }): Promise<unknown>;
+  getResourcePath(bucket: string, key: string, resource: string): string;
+}
+
+/**
+ * S3 replaces an object atomically: a reader sees the old object or the new one. s3rver truncates
+ * the object's file and writes it in place, so a read racing a rewrite (a retried trigger uploading
+ * the same app config again while PreProvision reads it) could see half an object. Here an object is
+ * written under a temporary key and its files renamed into place, as S3 behaves.
+ */
+const atomicPuts = (s3: S3rver): void => {
+  const store = (s3 as unknown as { store: FilesystemStore }).store;
+  const putObject = store.putObject.bind(store);
+  store.putObject = async (object: { key: string; bucket?: string }) => {
+    const key = object.key;
+    const bucket = String(object.bucket);
+    const temporary = `${key}.atomic-put-${randomUUID()}`;
+    object.key = temporary;
+    try {
+      const result = await putObject(object);
+      for (const resource of ['metadata.json', 'object.md5', 'object']) {
+        await rename(
+          store.getResourcePath(bucket, temporary, resource),
+          store.getResourcePath(bucket, key, resource),
+        ).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+      }
+      return result;
+    } finally {
+      object.key = key;
+    }
   };
 };
