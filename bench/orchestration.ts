@@ -1,6 +1,3 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { parse } from 'yaml';
 import { LocalPipeline } from '../test/harness/pipeline';
 import type { ExecutionRecord } from '../test/harness/sim/sfn';
 import { triggerMessage } from '../test/fixtures/messages';
@@ -59,19 +56,6 @@ export interface RunCost {
   estimatedCostUsd: { stepFunctions: number; lambdaRequests: number; lambdaDuration: number; total: number };
   polling: { iterations: number; transitions: number; lambdaInvocations: number; costUsd: number };
 }
-
-/** Each function's memory (functions/<dir>/function.yml `memorySize`, else the provider's 256 MB). */
-const memoryMb = (() => {
-  const sizes = new Map<string, number>();
-  const root = path.resolve(__dirname, '..', 'functions');
-  for (const dir of readdirSync(root)) {
-    const file = path.join(root, dir, 'function.yml');
-    if (!existsSync(file)) continue;
-    const doc = parse(readFileSync(file, 'utf8')) as Record<string, { memorySize?: number }>;
-    for (const [key, fn] of Object.entries(doc)) sizes.set(key, fn.memorySize ?? 256);
-  }
-  return (key: string): number => sizes.get(key) ?? 256;
-})();
 
 /** Counts every invocation of a handler (and its local run time) while `fn` runs. */
 const countInvocations = async <T>(
@@ -135,7 +119,10 @@ const runOnce = async (
     .filter(([key]) => key !== 'reconciler')
     .reduce((sum, [, v]) => sum + v, 0);
   const gbSeconds =
-    Object.keys(perRun).reduce((sum, key) => sum + ((ms[key] ?? 0) / 1000) * (memoryMb(key) / 1024), 0) +
+    Object.keys(perRun).reduce(
+      (sum, key) => sum + ((ms[key] ?? 0) / 1000) * (pipeline.lambda.definition(key).memorySize / 1024),
+      0,
+    ) +
     ((sdkCalls * ASSUMED_MS_PER_AWS_CALL) / 1000) * (256 / 1024);
   const transitions = transitionsOf(execution);
   const stepFunctions = transitions * PRICES.stateTransition;
@@ -207,7 +194,7 @@ export const orchestration = async (): Promise<BenchSection> => {
       288 *
       (PRICES.lambdaRequest +
         ((callsPerPass * ASSUMED_MS_PER_AWS_CALL) / 1000) *
-          (memoryMb('reconciler') / 1024) *
+          (pipeline.lambda.definition('reconciler').memorySize / 1024) *
           PRICES.lambdaArmGbSecond);
     const rows: [string, ...string[]][] = [
       ['', ...runs.map((r) => r.label)],

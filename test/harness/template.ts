@@ -32,6 +32,8 @@ export interface FunctionDefinition {
   exportName: string;
   environment: Record<string, string>;
   timeoutSeconds: number;
+  /** function.yml `memorySize`, else the provider's (what Lambda bills duration by). */
+  memorySize: number;
   /** Lambda async-invoke retries (function.yml `maximumRetryAttempts`, Lambda's default 2). */
   maximumRetryAttempts: number;
 }
@@ -184,6 +186,7 @@ export class LocalTemplate {
             exportName: handler.slice(dot + 1),
             environment: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
             timeoutSeconds: Number(def.timeout ?? provider.timeout ?? 6),
+            memorySize: Number(def.memorySize ?? provider.memorySize ?? 1024),
             maximumRetryAttempts: Number(def.maximumRetryAttempts ?? 2),
           };
         }),
