@@ -9,6 +9,14 @@ import {
   auditResource,
   auditRun,
 } from './commands/audit';
+import {
+  approvalUrl,
+  decisionResult,
+  defaultDecisionDeps,
+  sendDecision,
+  type DecisionDeps,
+  type DecisionKind,
+} from './commands/approval';
 import { configValidate } from './commands/config';
 import { exitCodeOf, follow, runs, status, statusResult } from './commands/status';
 import { prepareTrigger, publishTrigger, type TriggerOptions } from './commands/trigger';
@@ -27,6 +35,8 @@ export interface CliDeps {
   pollMs?: number;
   /** How long `--follow` / `--wait` wait for a run to end, unless --timeout says otherwise. */
   followTimeoutMs?: number;
+  /** How `approve`/`reject` reach the approval URL and sign (tests pass a fake fetch and keys). */
+  decision?: (profile: string | undefined) => DecisionDeps;
 }
 
 const positiveInt = (value: string): number => {
@@ -368,6 +378,45 @@ export const buildProgram = (deps: CliDeps = {}): { program: Command; exitCode: 
         ),
       );
     });
+
+  // ---- the approval gate (docs/approval.md): as a session of ami-pipeline-<stage>-approver ----
+  const decisionCommand = (decision: DecisionKind, description: string, reasonRequired: boolean) => {
+    const reason = '--reason <text>';
+    const reasonHelp = `why (1-500 characters; recorded in the audit trail${reasonRequired ? '' : ', optional'})`;
+    const command = program
+      .command(decision)
+      .description(description)
+      .argument('<runId>', 'the run id (20 hex characters; in the APPROVAL_REQUESTED notification)');
+    (reasonRequired ? command.requiredOption(reason, reasonHelp) : command.option(reason, reasonHelp))
+      .option('--url <url>', "the approval function's URL (default: the stack output ApprovalFunctionUrl)")
+      .action(async (runId: string, opts: { reason?: string; url?: string }, cmd: Command) => {
+        const g = globals(cmd);
+        if (g.local) {
+          throw new CliError(
+            `${decision} has no --local mode: a local run waits for approval inside the process that runs it (npm start -- --scenario approval)`,
+            2,
+          );
+        }
+        const stage = stageConfig(g.stage);
+        const region = g.region ?? stage.region;
+        const url = opts.url ?? (await approvalUrl(stage.stage, { region, profile: g.profile }));
+        const answer = await sendDecision(
+          { url, region, runId, decision, reason: opts.reason },
+          (deps.decision ?? defaultDecisionDeps)(g.profile),
+        );
+        print(cmd, decisionResult(answer));
+      });
+  };
+  decisionCommand(
+    'approve',
+    'approve a run waiting for approval: it goes on to the smoke test and takes traffic (approver role only)',
+    false,
+  );
+  decisionCommand(
+    'reject',
+    'reject a run waiting for approval: it fails at Approval and is compensated (approver role only)',
+    true,
+  );
 
   program
     .command('config')

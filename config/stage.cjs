@@ -27,6 +27,15 @@ module.exports.auditorPrincipals = async ({ resolveVariable }) => {
   );
 };
 
+// `${file(./config/stage.cjs):approverPrincipals}`: who may assume the approver role, the stage's
+// `approval.approverPrincipals` or, when it has none, the stage account's root (as for auditors).
+module.exports.approverPrincipals = async ({ resolveVariable }) => {
+  const config = await loadStage(resolveVariable);
+  return (
+    config.approval.approverPrincipals ?? [{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' }]
+  );
+};
+
 // `${file(./config/stage.cjs):json}`: the validated stage config as JSON, set on every function as
 // STAGE_CONFIG (serverless.yml provider.environment), so a worker reads it without a file or a
 // YAML parser at cold start (shared/config/stage.ts stageConfigFromEnv).
@@ -42,3 +51,22 @@ module.exports.json = async ({ resolveVariable }) => {
   }
   return json;
 };
+
+// `${file(./config/stage.cjs):distributionKeys}`, `…:distributionImages`, `…:latestAmiParameters`:
+// what distribute, compensate and decommission may touch in the stage's region and in each of its
+// distribution regions (shared/config/distribution-iam.ts), resolved from the validated config.
+const distributionResources = async (resolveVariable) => {
+  const config = await loadStage(resolveVariable);
+  const unregister = register();
+  try {
+    return require('../shared/config/distribution-iam.ts').distributionResources(config);
+  } finally {
+    unregister();
+  }
+};
+module.exports.distributionKeys = async ({ resolveVariable }) =>
+  (await distributionResources(resolveVariable)).keys;
+module.exports.distributionImages = async ({ resolveVariable }) =>
+  (await distributionResources(resolveVariable)).images;
+module.exports.latestAmiParameters = async ({ resolveVariable }) =>
+  (await distributionResources(resolveVariable)).latestAmiParameters;

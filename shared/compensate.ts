@@ -8,9 +8,17 @@ import {
 import { DeleteSubscriptionFilterCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { Action, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { paginateListGrants, RevokeGrantCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { CancelCommandCommand, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import {
+  CancelCommandCommand,
+  DeleteParameterCommand,
+  GetParameterCommand,
+  ListCommandsCommand,
+  PutParameterCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
 import * as z from 'zod';
-import type { AuditRepository } from './audit';
+import type { AuditRepository, ResourceRecord } from './audit';
+import type { LatestAmiDetail } from './distribution/publish';
 import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { findUnrecordedCommands } from './commands/unrecorded';
@@ -53,6 +61,8 @@ export interface CompensateDeps {
   tasks: TaskStore;
   audit: AuditRepository;
   kmsKeyArn: string;
+  /** The stage's distribution regions: a run's copies there are removed too. */
+  elsewhere?: readonly ImagePlace[];
   now: () => Date;
 }
 
@@ -204,6 +214,7 @@ export const compensate = async (input: CompensateInput, deps: CompensateDeps): 
     );
   }
 
+  await restoreLatestAmiParameters(runId, deps, attempt);
   await removeRunImages(runId, deps, attempt);
 
   const output: CompensateOutput = {
@@ -231,68 +242,143 @@ export type UndoStep = (
   gone?: RegExp,
 ) => Promise<void>;
 
+/** Another region a run may have copied its AMI to: that region's clients and stage key. */
+export interface ImagePlace {
+  region: string;
+  ec2: EC2Client;
+  kms: KMSClient;
+  ssm: SSMClient;
+  kmsKeyArn: string;
+}
+
+/** The stage's distribution regions, each with its clients (from STAGE_CONFIG, in the handlers). */
+export const distributionPlaces = (
+  regions: Record<string, { kmsKeyArn: string }>,
+  clientsIn: (region: string) => Omit<ImagePlace, 'region' | 'kmsKeyArn'>,
+): ImagePlace[] =>
+  Object.entries(regions).map(([region, { kmsKeyArn }]) => ({ region, kmsKeyArn, ...clientsIn(region) }));
+
+/** Which place a recorded resource is in: its `detail.region` when that is another region, else home. */
+const inPlace = (elsewhere: readonly ImagePlace[], place: string | null) => (r: ResourceRecord) => {
+  const region = typeof r.detail?.region === 'string' ? r.detail.region : undefined;
+  const other = elsewhere.some((p) => p.region === region) ? (region as string) : null;
+  return other === place;
+};
+
 /**
- * What a run baked and shared, removed: its KMS grants revoked, its AMIs (found by the run tag and
- * in the audit inventory) deregistered — which ends their launch permissions — and their snapshots
- * deleted. Used by compensation and by the decommission of a replaced release.
+ * What a run baked and shared, removed, in the stage's region and in every distribution region:
+ * its KMS grants revoked, its AMIs (found by the run tag and in the audit inventory) deregistered —
+ * which ends their launch permissions — and their snapshots deleted. Every distribution region is
+ * searched by tag, not only those the inventory names, so a copy whose worker died before recording
+ * it is not missed. Used by compensation and by the decommission of a replaced release.
  */
 export const removeRunImages = async (
   runId: string,
-  deps: Pick<CompensateDeps, 'ec2' | 'kms' | 'audit' | 'kmsKeyArn'>,
+  deps: Pick<CompensateDeps, 'ec2' | 'kms' | 'audit' | 'kmsKeyArn' | 'elsewhere'>,
   attempt: UndoStep,
 ): Promise<void> => {
-  const grants = new Set((await deps.audit.resourcesOf(runId, 'KMS_GRANT')).map((g) => g.resourceId));
-  // A worker that died between CreateGrant and recording it left a grant the inventory lacks; the
-  // key's grants carry the run in their name. (ListGrants is eventually consistent: a grant made
-  // seconds ago may not be listed yet.) A listing that fails is one failed step, recorded like any
-  // other, not the end of the clean-up: `false` records nothing when it succeeds.
-  const name = launchGrantName(runId);
-  await attempt('LIST_GRANTS', deps.kmsKeyArn, async () => {
-    const pages = paginateListGrants({ client: deps.kms, pageSize: 100 }, { KeyId: deps.kmsKeyArn });
-    for await (const page of pages) {
-      for (const grant of page.Grants ?? [])
-        if (grant.Name === name && grant.GrantId) grants.add(grant.GrantId);
-    }
-    return false;
-  });
-  for (const grantId of grants) {
-    await attempt('REVOKE_GRANT', grantId, () =>
-      deps.kms.send(new RevokeGrantCommand({ KeyId: deps.kmsKeyArn, GrantId: grantId })),
-    );
-  }
-
-  const recordedAmis = (await deps.audit.resourcesOf(runId, 'AMI')).map((r) => r.resourceId);
-  const { Images = [] } = await deps.ec2.send(
-    new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
-  );
-  const amis = new Set([...recordedAmis, ...Images.flatMap((i) => (i.ImageId ? [i.ImageId] : []))]);
-  const snapshots = new Set<string>();
-  for (const amiId of amis) {
-    const { Images: found = [] } = await deps.ec2
-      .send(new DescribeImagesCommand({ ImageIds: [amiId] }))
-      .catch((err: unknown) => (GONE.test(errorName(err)) ? { Images: [] } : Promise.reject(err)));
-    for (const image of found) {
-      // Only what this run made: a bake result naming another app's AMI must not get it removed
-      // (Distribute refuses such an image; the inventory may still hold its id).
-      if (madeByRun(image) !== runId) {
-        logger.warn('not deregistering an image this run did not make', { runId, amiId });
-        continue;
+  const elsewhere = deps.elsewhere ?? [];
+  const [grantRecords, amiRecords, snapshotRecords] = await Promise.all([
+    deps.audit.resourcesOf(runId, 'KMS_GRANT'),
+    deps.audit.resourcesOf(runId, 'AMI'),
+    deps.audit.resourcesOf(runId, 'SNAPSHOT'),
+  ]);
+  const places = [
+    { region: null, ec2: deps.ec2, kms: deps.kms, kmsKeyArn: deps.kmsKeyArn },
+    ...elsewhere.map((p) => ({ ...p, region: p.region as string | null })),
+  ];
+  for (const place of places) {
+    const here = inPlace(elsewhere, place.region);
+    // The undo steps of another region name it, so the audit trail says where each copy was.
+    const where = (id: string) => (place.region ? `${place.region}/${id}` : id);
+    const grants = new Set(grantRecords.filter(here).map((g) => g.resourceId));
+    // A worker that died between CreateGrant and recording it left a grant the inventory lacks; the
+    // key's grants carry the run in their name. (ListGrants is eventually consistent: a grant made
+    // seconds ago may not be listed yet.) A listing that fails is one failed step, recorded like any
+    // other, not the end of the clean-up: `false` records nothing when it succeeds.
+    const name = launchGrantName(runId);
+    await attempt('LIST_GRANTS', place.kmsKeyArn, async () => {
+      const pages = paginateListGrants({ client: place.kms, pageSize: 100 }, { KeyId: place.kmsKeyArn });
+      for await (const page of pages) {
+        for (const grant of page.Grants ?? [])
+          if (grant.Name === name && grant.GrantId) grants.add(grant.GrantId);
       }
-      for (const snapshotId of snapshotsOf(image)) snapshots.add(snapshotId);
-      await attempt('DEREGISTER_IMAGE', amiId, () =>
-        deps.ec2.send(new DeregisterImageCommand({ ImageId: amiId })),
+      return false;
+    });
+    for (const grantId of grants) {
+      await attempt('REVOKE_GRANT', where(grantId), () =>
+        place.kms.send(new RevokeGrantCommand({ KeyId: place.kmsKeyArn, GrantId: grantId })),
+      );
+    }
+
+    const recordedAmis = amiRecords.filter(here).map((r) => r.resourceId);
+    const { Images = [] } = await place.ec2.send(
+      new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
+    );
+    const amis = new Set([...recordedAmis, ...Images.flatMap((i) => (i.ImageId ? [i.ImageId] : []))]);
+    const snapshots = new Set<string>();
+    for (const amiId of amis) {
+      const { Images: found = [] } = await place.ec2
+        .send(new DescribeImagesCommand({ ImageIds: [amiId] }))
+        .catch((err: unknown) => (GONE.test(errorName(err)) ? { Images: [] } : Promise.reject(err)));
+      for (const image of found) {
+        // Only what this run made: a bake result naming another app's AMI must not get it removed
+        // (Distribute refuses such an image; the inventory may still hold its id).
+        if (madeByRun(image) !== runId) {
+          logger.warn('not deregistering an image this run did not make', { runId, amiId });
+          continue;
+        }
+        for (const snapshotId of snapshotsOf(image)) snapshots.add(snapshotId);
+        await attempt('DEREGISTER_IMAGE', where(amiId), () =>
+          place.ec2.send(new DeregisterImageCommand({ ImageId: amiId })),
+        );
+      }
+    }
+
+    for (const snapshot of snapshotRecords.filter(here)) snapshots.add(snapshot.resourceId);
+    const { Snapshots = [] } = await place.ec2.send(
+      new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
+    );
+    for (const s of Snapshots) if (s.SnapshotId) snapshots.add(s.SnapshotId);
+    for (const snapshotId of snapshots) {
+      await attempt('DELETE_SNAPSHOT', where(snapshotId), () =>
+        place.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })),
       );
     }
   }
+};
 
-  for (const snapshot of await deps.audit.resourcesOf(runId, 'SNAPSHOT')) snapshots.add(snapshot.resourceId);
-  const { Snapshots = [] } = await deps.ec2.send(
-    new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: RUN_TAG, Values: [runId] }] }),
-  );
-  for (const s of Snapshots) if (s.SnapshotId) snapshots.add(s.SnapshotId);
-  for (const snapshotId of snapshots) {
-    await attempt('DELETE_SNAPSHOT', snapshotId, () =>
-      deps.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })),
-    );
+/**
+ * Puts back what `/ami-pipeline/<stage>/<appId>/latest-ami` said before the run published its AMI
+ * (or deletes a parameter the run created), in each region — unless it no longer names the run's
+ * AMI, which means nothing was written or someone has published since.
+ */
+export const restoreLatestAmiParameters = async (
+  runId: string,
+  deps: Pick<CompensateDeps, 'ssm' | 'audit' | 'elsewhere'>,
+  attempt: UndoStep,
+): Promise<void> => {
+  for (const record of await deps.audit.resourcesOf(runId, 'LATEST_AMI_PARAMETER')) {
+    const detail = record.detail as unknown as LatestAmiDetail;
+    const ssm = (deps.elsewhere ?? []).find((p) => p.region === detail.region)?.ssm ?? deps.ssm;
+    await attempt('RESTORE_PARAMETER', record.resourceId, async () => {
+      const { Parameter } = await ssm.send(new GetParameterCommand({ Name: detail.name }));
+      if (Parameter?.Value !== detail.amiId) return false;
+      if (detail.previous) {
+        await ssm.send(
+          new PutParameterCommand({
+            Name: detail.name,
+            Value: detail.previous.value,
+            Type: 'String',
+            DataType: 'aws:ec2:image',
+            Tier: 'Advanced',
+            Overwrite: true,
+          }),
+        );
+      } else {
+        await ssm.send(new DeleteParameterCommand({ Name: detail.name }));
+      }
+      return true;
+    });
   }
 };

@@ -4,22 +4,24 @@ import {
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
-  ModifyImageAttributeCommand,
-  ModifySnapshotAttributeCommand,
   waitUntilImageAvailable,
   type EC2Client,
   type Image,
 } from '@aws-sdk/client-ec2';
-import { CreateGrantCommand, GrantOperation, type KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import * as z from 'zod';
 import type { AuditRepository } from './audit';
 import { bakeResultSchema } from './commands/contract';
+import type { StageConfig } from './config/stage';
+import { accountsOf, resourceRecorder, shareImage, type RecordResource } from './distribution/share';
 import { DistributionFailedError } from './errors';
-import { launchGrantName, madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
+import { madeByRun, RUN_ID_TAG, snapshotsOf } from './images';
 import { logger } from './logger';
 import { loadRunConfig } from './run-config';
 import { runRefSchema } from './run-ref';
+
+export { LAUNCH_GRANT_OPERATIONS } from './distribution/share';
 
 export const distributeInputSchema = z.object({
   run: runRefSchema,
@@ -33,8 +35,11 @@ export interface DistributeOutput {
   amiId: string;
   snapshotIds: string[];
   region: string;
-  sharedWith: string;
-  grantId: string;
+  /** The accounts the AMI is shared with (the app's account first). */
+  sharedWith: string[];
+  grantIds: string[];
+  /** The other regions to copy it to, one Map item each (state machine DistributeToRegions). */
+  copies: { region: string }[];
 }
 
 export interface DistributeDeps {
@@ -45,24 +50,12 @@ export interface DistributeDeps {
   kmsKeyArn: string;
   /** Upper bound on waiting for an encrypted copy (the Lambda timeout must exceed it). */
   copyWaitSeconds: number;
+  /** The stage's distribution regions (an app may ask for copies only there). */
+  stage: Pick<StageConfig, 'stage' | 'region' | 'distribution'>;
   now: () => Date;
 }
 
-/**
- * What an account needs on the stage key to launch an AMI encrypted with it: create volumes from
- * its snapshots (re-encrypting under its own key if it wishes) — nothing to encrypt new data or
- * manage the key.
- */
-export const LAUNCH_GRANT_OPERATIONS: GrantOperation[] = [
-  GrantOperation.Decrypt,
-  GrantOperation.DescribeKey,
-  GrantOperation.CreateGrant,
-  GrantOperation.GenerateDataKeyWithoutPlaintext,
-  GrantOperation.ReEncryptFrom,
-  GrantOperation.ReEncryptTo,
-];
-
-const encryptedWith = (image: Image, keyArn: string): boolean => {
+export const encryptedWith = (image: Image, keyArn: string): boolean => {
   const volumes = (image.BlockDeviceMappings ?? []).filter((m) => m.Ebs);
   return volumes.length > 0 && volumes.every((m) => m.Ebs?.Encrypted === true && m.Ebs.KmsKeyId === keyArn);
 };
@@ -76,23 +69,8 @@ const encryptedWith = (image: Image, keyArn: string): boolean => {
 export const distribute = async (input: DistributeInput, deps: DistributeDeps): Promise<DistributeOutput> => {
   const { run } = input;
   const config = await loadRunConfig(deps.ssm, input.runConfigParameter);
-  const account = config.app.shareWithAccountId;
-  const base = {
-    runId: run.runId,
-    appId: run.appId,
-    environment: run.environment,
-    executionArn: run.executionArn,
-    buildId: config.release.buildId,
-    version: config.release.version,
-  };
-  const record = (resourceType: string, resourceId: string, detail: Record<string, unknown>) =>
-    deps.audit.recordResource({
-      ...base,
-      resourceType,
-      resourceId,
-      createdAt: deps.now().toISOString(),
-      detail,
-    });
+  const accounts = accountsOf(config);
+  const record = resourceRecorder(run, config, deps.audit, deps.now);
 
   let image = await currentImage(input, deps);
   // The bake's result.json names the AMI; only an image this run made (tagged with its run id at
@@ -101,6 +79,14 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
   if (madeBy !== input.run.runId) {
     throw new DistributionFailedError(
       `bake.amiId: ${String(image.ImageId)} was not made by this run (its ${RUN_ID_TAG} tag is ${madeBy === undefined ? 'missing' : `"${madeBy}"`})`,
+    );
+  }
+  // Checked again here (PreProvision checked the app config against this stage): a copy needs the
+  // stage's key in its region, and nothing may be shared before the whole plan is known to work.
+  const unknown = config.app.distribution.regions.filter((r) => !(r in deps.stage.distribution.regions));
+  if (unknown.length) {
+    throw new DistributionFailedError(
+      `appConfig.distribution.regions: ${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not distribution regions of stage ${deps.stage.stage}`,
     );
   }
   if (!encryptedWith(image, deps.kmsKeyArn)) {
@@ -120,43 +106,25 @@ export const distribute = async (input: DistributeInput, deps: DistributeDeps): 
       ],
     }),
   );
-  await deps.ec2.send(
-    new ModifyImageAttributeCommand({ ImageId: amiId, LaunchPermission: { Add: [{ UserId: account }] } }),
+  const grantIds = await shareImage(
+    { region: input.bake.region, ec2: deps.ec2, kms: deps.kms, kmsKeyArn: deps.kmsKeyArn },
+    { amiId, snapshotIds },
+    accounts,
+    run.runId,
+    record,
   );
-  await record('LAUNCH_PERMISSION', `${amiId}/${account}`, { amiId, account });
-  for (const snapshotId of snapshotIds) {
-    await deps.ec2.send(
-      new ModifySnapshotAttributeCommand({
-        SnapshotId: snapshotId,
-        Attribute: 'createVolumePermission',
-        OperationType: 'add',
-        UserIds: [account],
-      }),
-    );
-    await record('SNAPSHOT_PERMISSION', `${snapshotId}/${account}`, { snapshotId, account });
-  }
-  // The grant name makes a retried CreateGrant return the same grant instead of a second one.
-  const grant = await deps.kms.send(
-    new CreateGrantCommand({
-      KeyId: deps.kmsKeyArn,
-      GranteePrincipal: `arn:aws:iam::${account}:root`,
-      Operations: LAUNCH_GRANT_OPERATIONS,
-      Name: launchGrantName(run.runId),
-    }),
-  );
-  if (!grant.GrantId)
-    throw new DistributionFailedError(`KMS CreateGrant for ${account} returned no grant id`);
-  await record('KMS_GRANT', grant.GrantId, {
-    keyArn: deps.kmsKeyArn,
-    grantee: account,
-    operations: LAUNCH_GRANT_OPERATIONS,
-  });
 
-  logger.info('AMI distributed', { amiId, account, snapshots: snapshotIds.length });
-  return { amiId, snapshotIds, region: input.bake.region, sharedWith: account, grantId: grant.GrantId };
+  const copies = config.app.distribution.regions.map((region) => ({ region }));
+  logger.info('AMI distributed', {
+    amiId,
+    accounts,
+    snapshots: snapshotIds.length,
+    copies: copies.map((c) => c.region),
+  });
+  return { amiId, snapshotIds, region: input.bake.region, sharedWith: accounts, grantIds, copies };
 };
 
-const describeImage = async (ec2: EC2Client, amiId: string): Promise<Image | undefined> => {
+export const describeImage = async (ec2: EC2Client, amiId: string): Promise<Image | undefined> => {
   try {
     const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [amiId] }));
     return Images?.[0]?.ImageId ? Images[0] : undefined;
@@ -188,7 +156,7 @@ const replaceWithEncryptedCopy = async (
   input: DistributeInput,
   tags: Record<string, string>,
   deps: DistributeDeps,
-  record: (type: string, id: string, detail: Record<string, unknown>) => Promise<void>,
+  record: RecordResource,
 ): Promise<Image> => {
   const Tags = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
   const copy = await deps.ec2.send(

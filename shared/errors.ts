@@ -106,6 +106,14 @@ export class DistributionFailedError extends PipelineError {
   override readonly name = 'DistributionFailedError';
 }
 
+/**
+ * A cross-region copy is still pending when this attempt's wait ran out. The state retries a few
+ * times (each retry finds the same copy by its client token and waits again), then fails the run.
+ */
+export class CopyPendingError extends PipelineError {
+  override readonly name = 'CopyPendingError';
+}
+
 /** No builder instance is online for the stage's targets. */
 export class NoBuilderAvailableError extends PipelineError {
   override readonly name = 'NoBuilderAvailableError';
@@ -134,6 +142,39 @@ export class LogExportFailedError extends PipelineError {
 /** The release went live (pointer moved) but recording it afterwards failed: never compensated. */
 export class ReleaseLiveError extends PipelineError {
   override readonly name = 'ReleaseLiveError';
+}
+
+// ---- approval gate (shared/approval/): the first fails the AwaitApproval state, the others are
+// answers to an approver's request (HTTP status in shared/approval/decide.ts) ---------------------
+
+/** An approver rejected the release: sent with SendTaskFailure, so AwaitApproval fails and compensates. */
+export class ApprovalRejectedError extends PipelineError {
+  override readonly name = 'ApprovalRejectedError';
+}
+
+/** The decision request is malformed (body, method): HTTP 400. */
+export class InvalidDecisionError extends PipelineError {
+  override readonly name = 'InvalidDecisionError';
+}
+
+/** The caller is not a session of the stage's approver role: HTTP 403. */
+export class NotAnApproverError extends PipelineError {
+  override readonly name = 'NotAnApproverError';
+}
+
+/** No approval was ever requested for the run (or its item has expired away): HTTP 404. */
+export class ApprovalNotFoundError extends PipelineError {
+  override readonly name = 'ApprovalNotFoundError';
+}
+
+/** The run's approval was decided already: HTTP 409. */
+export class ApprovalAlreadyDecidedError extends PipelineError {
+  override readonly name = 'ApprovalAlreadyDecidedError';
+}
+
+/** The run no longer waits for a decision (its AwaitApproval timed out or the execution ended): HTTP 410. */
+export class ApprovalExpiredError extends PipelineError {
+  override readonly name = 'ApprovalExpiredError';
 }
 
 /**

@@ -3,7 +3,7 @@ import * as z from 'zod';
 /**
  * The outcome topic's messages (statemachines/ami-pipeline.asl.yml BuildSuccessNotification,
  * BuildFailureNotification, NotifyLiveButNotRecorded, NotifySuccessNotRecorded; decommission.asl.yml
- * NotifyDecommissionFailed). Documented in docs/notifications.md; the pipeline tests check every
+ * NotifyDecommissionFailed; the approval worker's APPROVAL_REQUESTED). Documented in docs/notifications.md; the pipeline tests check every
  * message the state machines publish against these schemas. Consumers: match `status`, ignore
  * fields they do not know (new optional fields are not a new schemaVersion).
  *
@@ -73,11 +73,39 @@ export const decommissionFailedSchema = z.object({
   cause: z.string(),
 });
 
+/**
+ * A run waits for approval (shared/approval/request.ts, published by the approval worker, not the
+ * state machine): what an approver needs to decide, and the exact commands to answer with. The
+ * task token is never part of it.
+ */
+export const approvalRequestedSchema = z.strictObject({
+  ...common,
+  status: z.literal('APPROVAL_REQUESTED'),
+  version: z.string().min(1),
+  buildId: z.string().min(1),
+  requestedBy: z.string().min(1),
+  executionArn: z.string().startsWith('arn:'),
+  amiId: AMI_ID,
+  inspec: z.strictObject({
+    passed: z.number().int().min(0),
+    failed: z.number().int().min(0),
+    skipped: z.number().int().min(0),
+  }),
+  /** The InSpec report, `s3://<reports bucket>/<key>`. */
+  report: z.string().startsWith('s3://'),
+  requestedAt: z.iso.datetime({ offset: true }),
+  /** When the run stops waiting (AwaitApproval's timeout) and fails with States.Timeout. */
+  expiresAt: z.iso.datetime({ offset: true }),
+  approveCommand: z.string().min(1),
+  rejectCommand: z.string().min(1),
+});
+
 export const outcomeNotificationSchema = z.discriminatedUnion('status', [
   succeededSchema,
   failedSchema,
   liveWithErrorsSchema,
   decommissionFailedSchema,
+  approvalRequestedSchema,
 ]);
 
 export type OutcomeNotification = z.infer<typeof outcomeNotificationSchema>;

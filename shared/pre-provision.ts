@@ -81,6 +81,7 @@ export const preProvision = async (
     deps.rules,
     trigger.appId,
     trigger.environment,
+    deps.stage,
   );
 
   const tags = resourceTags(trigger.runId, trigger.appId, deps.stage.stage);
@@ -168,10 +169,14 @@ export const validateAppConfig = (
   rules: Rules,
   appId: string,
   environment: string,
+  stage?: Pick<StageConfig, 'stage' | 'region' | 'distribution'>,
 ): AppConfig => {
   const parsed = appConfigSchema.safeParse(raw);
   if (!parsed.success) throw new AppConfigInvalidError(describeIssues(parsed.error, 'appConfig'));
-  const violations = checkRules(parsed.data, rules, environment).map((v) => `appConfig.${v}`);
+  const violations = [
+    ...checkRules(parsed.data, rules, environment),
+    ...(stage ? checkDistribution(parsed.data, stage) : []),
+  ].map((v) => `appConfig.${v}`);
   if (parsed.data.appId !== appId) {
     violations.unshift(
       `appConfig.appId: "${parsed.data.appId}" does not match the trigger's appId "${appId}"`,
@@ -179,4 +184,24 @@ export const validateAppConfig = (
   }
   if (violations.length > 0) throw new AppConfigInvalidError(violations);
   return parsed.data;
+};
+
+/**
+ * An app may ask for copies only in regions its stage distributes to (the stage names the key each
+ * copy is encrypted with), and never in the stage's own region, which always has the AMI.
+ */
+export const checkDistribution = (
+  app: AppConfig,
+  stage: Pick<StageConfig, 'stage' | 'region' | 'distribution'>,
+): string[] => {
+  const known = Object.keys(stage.distribution.regions);
+  return app.distribution.regions.flatMap((region, i) => {
+    if (region === stage.region)
+      return [`distribution.regions[${i}]: ${region} is the stage's own region, which always has the AMI`];
+    if (!known.includes(region))
+      return [
+        `distribution.regions[${i}]: ${region} is not a distribution region of stage ${stage.stage} (${known.length ? `it has ${known.join(', ')}` : 'it has none'}; config/${stage.stage}.yml distribution.regions)`,
+      ];
+    return [];
+  });
 };

@@ -7,7 +7,14 @@ import { logs } from '../../shared/clients/logs';
 import { ssm } from '../../shared/clients/ssm';
 import { TaskStore } from '../../shared/commands/tasks';
 import { auditFromEnv } from '../../shared/audit-env';
-import { compensate, compensateInputSchema, type CompensateDeps } from '../../shared/compensate';
+import {
+  compensate,
+  compensateInputSchema,
+  distributionPlaces,
+  type CompensateDeps,
+} from '../../shared/compensate';
+import { clientsIn } from '../../shared/clients/regional';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
 import { parseTaskInput } from '../../shared/task-input';
@@ -21,6 +28,7 @@ const defaultDeps: CompensateDeps = {
   tasks: new TaskStore(dynamodb, requireEnv('COORDINATION_TABLE')),
   audit: auditFromEnv(),
   kmsKeyArn: requireEnv('KMS_KEY_ARN'),
+  elsewhere: distributionPlaces(stageConfigFromEnv().distribution.regions, clientsIn),
   now: () => new Date(),
 };
 

@@ -2,8 +2,11 @@ import type { Context } from 'aws-lambda';
 import { auditFromEnv } from '../../shared/audit-env';
 import { ec2 } from '../../shared/clients/ec2';
 import { kms } from '../../shared/clients/kms';
+import { clientsIn } from '../../shared/clients/regional';
+import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
+import { distributionPlaces } from '../../shared/compensate';
 import { retireInputSchema, retireRelease, type RetireDeps } from '../../shared/release/decommission';
 import { parseTaskInput } from '../../shared/task-input';
 
@@ -12,6 +15,7 @@ const defaultDeps: RetireDeps = {
   kms,
   audit: auditFromEnv(),
   kmsKeyArn: requireEnv('KMS_KEY_ARN'),
+  elsewhere: distributionPlaces(stageConfigFromEnv().distribution.regions, clientsIn),
   now: () => new Date(),
 };
 

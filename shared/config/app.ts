@@ -3,6 +3,13 @@ import { APP_ID_PATTERN } from '../trigger/message';
 import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './limits';
 
 const AWS_ACCOUNT_ID = /^\d{12}$/;
+/** An AWS region name, as in the stage config. */
+export const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
+/** How many regions and accounts one app may distribute to (besides its stage's region and account). */
+export const MAX_DISTRIBUTION_REGIONS = 10;
+export const MAX_DISTRIBUTION_ACCOUNTS = 20;
+
+const unique = (values: string[]) => new Set(values).size === values.length;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;
 const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1000}$/;
 const LOG_GROUP_NAME = /^[A-Za-z0-9_\-/.#]{1,512}$/;
@@ -27,6 +34,25 @@ export const appConfigSchema = z.strictObject({
   }),
   /** The application account the AMI is shared with (launch + snapshot permission, KMS grant). */
   shareWithAccountId: z.string().regex(AWS_ACCOUNT_ID, 'must be a 12-digit AWS account id'),
+  /**
+   * Where else the AMI goes: copies in these regions (each encrypted with that region's stage key,
+   * which the stage config must name) and sharing with these accounts too. The stage's own region
+   * and `shareWithAccountId` always get it.
+   */
+  distribution: z
+    .strictObject({
+      regions: z
+        .array(z.string().regex(AWS_REGION, 'must be an AWS region such as eu-central-1'))
+        .max(MAX_DISTRIBUTION_REGIONS)
+        .refine(unique, { error: 'must not list a region twice' })
+        .default([]),
+      accounts: z
+        .array(z.string().regex(AWS_ACCOUNT_ID, 'must be a 12-digit AWS account id'))
+        .max(MAX_DISTRIBUTION_ACCOUNTS)
+        .refine(unique, { error: 'must not list an account twice' })
+        .default([]),
+    })
+    .default({ regions: [], accounts: [] }),
   baseImage: z.union([
     z.strictObject({ amiId: z.string().regex(/^ami-[a-f0-9]{8,17}$/, 'must be an AMI id (ami-…)') }),
     z.strictObject({

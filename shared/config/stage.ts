@@ -5,6 +5,12 @@ import { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from 
 
 export const STAGE_PATTERN = /^[a-z][a-z0-9]{1,9}$/;
 
+export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d$/;
+
+/** A KMS key's ARN (not an alias: CreateGrant and the AMI's encryption name the key itself). */
+export const KMS_KEY_ARN_PATTERN =
+  /^arn:aws[a-z-]*:kms:([a-z]{2}(-[a-z]+)+-\d):\d{12}:key\/[A-Za-z0-9-]{1,64}$/;
+
 /** An IAM principal the auditor role may trust: an account's root, a role or a user. */
 export const AUDITOR_PRINCIPAL_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:(root|role\/.+|user\/.+)$/;
 
@@ -13,7 +19,7 @@ export { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from 
 /** `config/<stage>.yml`: everything that differs between environments. */
 export const stageConfigSchema = z.strictObject({
   stage: z.string().regex(STAGE_PATTERN, `must match ${STAGE_PATTERN.source}`),
-  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
+  region: z.string().regex(REGION_PATTERN, 'must be an AWS region such as eu-west-1'),
   logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   /** Retention of every log group the stack makes (must be a value CloudWatch Logs accepts). */
   logRetentionDays: z.union(
@@ -87,6 +93,32 @@ export const stageConfigSchema = z.strictObject({
         .optional(),
     })
     .default({ decommissionAfterSeconds: 86400, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 }),
+  /**
+   * Copies of each AMI in other regions (an app lists the ones it needs, from these). Each region
+   * names the stage key there: a replica of the stage's multi-Region key, or a key the platform team
+   * made in that region (docs/distribution.md). Left out: the stage's region only.
+   */
+  distribution: z
+    .strictObject({
+      /** Copies in flight at once (the Map's MaxConcurrency); EC2 limits concurrent copies per region. */
+      maxConcurrentCopies: z.number().int().min(1).max(20),
+      /** How long one Distribute attempt waits for a copy (EC2 waiter, below the 900 s Lambda timeout). */
+      copyWaitSeconds: z.number().int().min(60).max(840),
+      /** Further attempts (each waiting copyWaitSeconds again) before a copy still pending fails the run. */
+      copyRetries: z.number().int().min(0).max(10),
+      regions: z.record(
+        z.string().regex(REGION_PATTERN, 'must be an AWS region such as eu-central-1'),
+        z.strictObject({
+          kmsKeyArn: z
+            .string()
+            .regex(
+              KMS_KEY_ARN_PATTERN,
+              'must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)',
+            ),
+        }),
+      ),
+    })
+    .default({ maxConcurrentCopies: 5, copyWaitSeconds: 780, copyRetries: 2, regions: {} }),
   audit: z.strictObject({
     /** Deletion protection on the audit table; keep it on wherever auditors rely on the table. */
     deletionProtection: z.boolean().default(true),
@@ -107,32 +139,98 @@ export const stageConfigSchema = z.strictObject({
       .min(1)
       .optional(),
   }),
+  /**
+   * The approval gate after Validate (docs/approval.md): when required, the run waits up to
+   * `timeoutSeconds` for an approver to approve or reject it before traffic moves.
+   */
+  approval: z
+    .strictObject({
+      required: z.boolean(),
+      /** How long a run waits for a decision; then it fails with States.Timeout and compensates. */
+      timeoutSeconds: z
+        .number()
+        .int()
+        .min(2)
+        .max(7 * 24 * 3600),
+      /**
+       * Who may assume the approver role (`ami-pipeline-<stage>-approver`). Left out, the stage
+       * account's root is trusted and the account's own IAM policies decide (config/stage.cjs).
+       */
+      approverPrincipals: z
+        .array(
+          z
+            .string()
+            .regex(
+              AUDITOR_PRINCIPAL_PATTERN,
+              'must be the ARN of an account root, IAM role or IAM user (arn:aws:iam::<account>:root|role/…|user/…)',
+            ),
+        )
+        .min(1)
+        .optional(),
+    })
+    .default({ required: false, timeoutSeconds: 86400 }),
 });
+
+/** CopyToRegion's state timeout: the distribute function's own timeout (functions/distribute/function.yml). */
+export const COPY_TASK_TIMEOUT_SECONDS = 900;
+
+/**
+ * The longest DistributeToRegions can take: every distribution region of the stage, maxConcurrentCopies
+ * at a time, each copy waited for in 1 + copyRetries attempts of at most a whole task timeout.
+ */
+export const copyingSeconds = (distribution: StageConfig['distribution']): number =>
+  Math.ceil(Object.keys(distribution.regions).length / distribution.maxConcurrentCopies) *
+  (1 + distribution.copyRetries) *
+  COPY_TASK_TIMEOUT_SECONDS;
 
 /** The lock must outlive the longest run the stage's timeouts allow, or a live run could lose it. */
 export const LOCK_MARGIN_SECONDS = 7200;
 
 /**
- * The longest a run can hold its lock: bake, provision and validate at their timeouts, the longest
- * traffic shift an app may ask for, and on failure the green stack's destroy (a provision command),
- * plus a margin for the short stages (smoke test, distribute, each traffic step's checks,
- * compensation's own Lambda).
+ * The longest a run can hold its lock: bake, provision and validate at their timeouts, the wait for
+ * approval where the stage requires it (the run holds its lock while it waits), the longest traffic
+ * shift an app may ask for, and on failure the green stack's destroy (a provision command), plus a
+ * margin for the short stages (smoke test, distribute, each traffic step's checks, compensation's
+ * own Lambda). Where approval is not required, NeedsApproval never enters AwaitApproval.
  */
-export const longestRunSeconds = (commands: StageConfig['commands']): number =>
+export const longestRunSeconds = ({
+  commands,
+  approval,
+  distribution,
+}: Pick<StageConfig, 'commands' | 'approval' | 'distribution'>): number =>
   commands.bake.timeoutSeconds +
+  copyingSeconds(distribution) +
   commands.provision.timeoutSeconds +
   commands.validate.timeoutSeconds +
+  (approval.required ? approval.timeoutSeconds : 0) +
   TRAFFIC_MAX_STEPS * TRAFFIC_MAX_SOAK_SECONDS +
   commands.provision.timeoutSeconds +
   LOCK_MARGIN_SECONDS;
 
 export const checkedStageConfigSchema = stageConfigSchema.superRefine((config, issue) => {
-  const longestRun = longestRunSeconds(config.commands);
+  for (const [region, { kmsKeyArn }] of Object.entries(config.distribution.regions)) {
+    if (region === config.region) {
+      issue.addIssue({
+        code: 'custom',
+        path: ['distribution', 'regions', region],
+        message: `is the stage's own region: its AMI is encrypted with the stage key already`,
+      });
+    }
+    const keyRegion = KMS_KEY_ARN_PATTERN.exec(kmsKeyArn)?.[1];
+    if (keyRegion !== undefined && keyRegion !== region) {
+      issue.addIssue({
+        code: 'custom',
+        path: ['distribution', 'regions', region, 'kmsKeyArn'],
+        message: `is a key in ${keyRegion}; a copy in ${region} must be encrypted with a key of ${region}`,
+      });
+    }
+  }
+  const longestRun = longestRunSeconds(config);
   if (config.lock.ttlSeconds < longestRun) {
     issue.addIssue({
       code: 'custom',
       path: ['lock', 'ttlSeconds'],
-      message: `must be at least ${longestRun} (the longest run: bake, provision and validate timeouts, ${TRAFFIC_MAX_STEPS} traffic steps of ${TRAFFIC_MAX_SOAK_SECONDS} s, a stack destroy, plus ${LOCK_MARGIN_SECONDS} s)`,
+      message: `must be at least ${longestRun} (the longest run: bake, the copies to other regions, provision and validate timeouts, ${config.approval.required ? 'the approval timeout, ' : ''}${TRAFFIC_MAX_STEPS} traffic steps of ${TRAFFIC_MAX_SOAK_SECONDS} s, a stack destroy, plus ${LOCK_MARGIN_SECONDS} s)`,
     });
   }
 });

@@ -2,7 +2,7 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import * as z from 'zod';
 import type { AuditRepository } from '../audit';
-import { GONE, removeRunImages } from '../compensate';
+import { GONE, removeRunImages, type ImagePlace } from '../compensate';
 import { errorMessage, errorName } from '../errors';
 import { logger } from '../logger';
 import { runRefSchema } from '../run-ref';
@@ -23,6 +23,8 @@ export interface RetireDeps {
   kms: KMSClient;
   audit: AuditRepository;
   kmsKeyArn: string;
+  /** The stage's distribution regions: the release's copies there go too. */
+  elsewhere?: readonly ImagePlace[];
   now: () => Date;
 }
 

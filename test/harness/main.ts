@@ -36,6 +36,8 @@ const SCENARIOS = {
     'the baked AMI is not encrypted with the stage key: Distribute replaces it with an encrypted copy',
   'lost-event': "the bake's completion event is lost: the scheduled reconciler completes the stage",
   'long-bake': 'a 5-minute and a 5-hour bake: same state transitions, only heartbeats differ',
+  approval:
+    'approval required (as in prod): the run waits after Validate until an approver approves it through the approval URL',
 } as const;
 type Scenario = keyof typeof SCENARIOS;
 
@@ -105,6 +107,10 @@ const main = async (): Promise<number> => {
     // Visible but short waits for the lock scenario.
     retryIntervalOverrides: { AcquireLock: 150 },
     onEvent: printEvent,
+    // The approval gate is off in dev; this scenario turns it on, as prod has it.
+    ...(scenario === 'approval'
+      ? { stageOverrides: { approval: { required: true, timeoutSeconds: 3600 } } }
+      : {}),
   });
   try {
     console.log(bold(`ami-pipeline · local run · stage ${values.stage} · scenario ${scenario}`));
@@ -259,6 +265,26 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
       expectation = (ex) => ex.length === 1 && ex[0]?.status === 'SUCCEEDED';
       break;
     }
+    case 'approval': {
+      publish(await message(`${buildId}-1`, '3.0.0'), `sample-app 3.0.0, build ${buildId}-1`);
+      let execution: ExecutionRecord | undefined;
+      await pipeline.until(() => {
+        execution = pipeline.sfn.list().find((e) => !before.has(e.executionArn));
+        return execution !== undefined;
+      }, 'the execution');
+      const runId = execution!.name.split('-').pop()!;
+      const pending = await pipeline.untilAwaitingApproval(runId);
+      console.log(`${bold('→ waiting for approval')} ${dim(`until ${String(pending.deadline)}`)}`);
+      const principal = pipeline.approverPrincipal('release-manager@example.com');
+      const answer = await pipeline.approve(runId, { principal, reason: 'CAB-0001 signed off' });
+      console.log(`${bold('→ approved')} by ${principal} ${dim(`(HTTP ${answer.statusCode})`)}`);
+      expectation = (ex) =>
+        ex.length === 1 &&
+        ex[0]?.status === 'SUCCEEDED' &&
+        answer.statusCode === 200 &&
+        pipeline.path(ex[0].executionArn).includes('AwaitApproval');
+      break;
+    }
     case 'long-bake': {
       // A first release (straight to 100 %) first, so both compared runs shift traffic in the same
       // three steps and differ only in how long the bake takes.
@@ -346,11 +372,18 @@ const printRun = async (pipeline: LocalPipeline, execution: ExecutionRecord) => 
       console.log(`  RESOURCE  ${String(item.resourceType).padEnd(19)} ${String(item.resourceId)}`);
     } else {
       const detail = (item.detail ?? {}) as Record<string, unknown>;
-      const what = detail.action ? `${String(detail.action)} ${String(detail.resource)}` : '';
+      const what = detail.action
+        ? `${String(detail.action)} ${String(detail.resource)}`
+        : detail.principal
+          ? `by ${String(detail.principal)}: ${String(detail.reason)}`
+          : '';
       console.log(`  EVENT     ${String(item.type).padEnd(19)} ${String(item.at)}  ${what}`);
     }
   }
-  const outcome = pipeline.outcomes().find((o) => o.runId === runId);
+  const outcome = pipeline
+    .outcomes()
+    .filter((o) => o.runId === runId)
+    .at(-1);
   if (outcome)
     console.log(dim(`  outcome notification: ${String(outcome.status)} → ${pipeline.name('OutcomeTopic')}`));
   const weights = pipeline.elb.weights(appId);

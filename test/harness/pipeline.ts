@@ -63,11 +63,14 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   AddTagsToResourceCommand,
   CancelCommandCommand,
+  DeleteParameterCommand,
   DescribeInstanceInformationCommand,
   GetParameterCommand,
+  GetResourcePoliciesCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   PutParameterCommand,
+  PutResourcePolicyCommand,
   SendCommandCommand,
   SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -154,7 +157,10 @@ export class LocalPipeline {
   readonly ssm = new ParameterStoreSim(this.kms);
   readonly sqs = new SqsSim();
   readonly sns = new SnsSim();
-  readonly ec2 = new Ec2Sim();
+  /** EC2 in the stage's region; `ec2At(region)` for a distribution region. */
+  readonly ec2: Ec2Sim;
+  /** EC2 and Parameter Store of each distribution region of the stage (config distribution.regions). */
+  readonly regions = new Map<string, { ec2: Ec2Sim; ssm: ParameterStoreSim }>();
   readonly elb: ElbSim;
   readonly logs: LogsSim;
   readonly lambda = new LambdaRuntime();
@@ -180,6 +186,13 @@ export class LocalPipeline {
     private readonly scratchDir: string,
     options: LocalPipelineOptions,
   ) {
+    this.ec2 = new Ec2Sim(template.stage.region, (region) => this.ec2At(region));
+    for (const region of Object.keys(template.stage.distribution.regions)) {
+      this.regions.set(region, {
+        ec2: new Ec2Sim(region, (other) => this.ec2At(other)),
+        ssm: new ParameterStoreSim(this.kms),
+      });
+    }
     this.db = DynamoDBDocumentClient.from(rawDb, { marshallOptions: { removeUndefinedValues: true } });
     this.s3 = new S3Client({ forcePathStyle: true });
     this.sfn = new StepFunctionsSim({
@@ -310,6 +323,23 @@ export class LocalPipeline {
     return this.template.resource(logicalId).ref;
   }
 
+  /** The EC2 stand-in of a region (the stage's own, or a distribution region); undefined elsewhere. */
+  ec2At(region: string | undefined): Ec2Sim | undefined {
+    if (region === undefined || region === this.template.stage.region) return this.ec2;
+    return this.regions.get(region)?.ec2;
+  }
+
+  /** The Parameter Store stand-in of a region (the stage's own, or a distribution region). */
+  ssmAt(region: string | undefined): ParameterStoreSim | undefined {
+    if (region === undefined || region === this.template.stage.region) return this.ssm;
+    return this.regions.get(region)?.ssm;
+  }
+
+  /** Every EC2 stand-in: the stage's region first. */
+  private allEc2(): Ec2Sim[] {
+    return [this.ec2, ...[...this.regions.values()].map((r) => r.ec2)];
+  }
+
   /** Publishes a trigger message as Jenkins would (an object is sent as JSON, a string as is). */
   publishTrigger(message: unknown): PublishedMessage {
     const body = typeof message === 'string' ? message : JSON.stringify(message);
@@ -417,6 +447,7 @@ export class LocalPipeline {
     const runTargetGroups = [...this.elb.targetGroups.values()].filter((t) => t.runId === runId);
     const lock = await this.lockItem(appId, this.template.stage.stage);
     const live = await this.liveRelease(appId);
+    const approval = await this.approvalItem(runId);
     const pending = await this.query(
       {
         IndexName: PENDING_INDEX,
@@ -427,14 +458,14 @@ export class LocalPipeline {
     );
     return {
       ...leftovers,
-      launchPermissions: [
-        ...[...this.ec2.images.values()]
+      launchPermissions: this.allEc2().flatMap((ec2) => [
+        ...[...ec2.images.values()]
           .filter((i) => ofRun(i.tags) && i.launchPermissions.size > 0)
           .map((i) => i.imageId),
-        ...[...this.ec2.snapshots.values()]
+        ...[...ec2.snapshots.values()]
           .filter((s) => ofRun(s.tags) && s.createVolumePermissions.size > 0)
           .map((s) => s.snapshotId),
-      ],
+      ]),
       targetGroups: runTargetGroups.map((t) => t.arn),
       listener: Object.keys(this.elb.weights(appId)).filter(
         (arn) => !this.elb.targetGroups.has(arn) || this.elb.targetGroups.get(arn)?.runId === runId,
@@ -447,7 +478,115 @@ export class LocalPipeline {
             .map((g) => g.name),
       lock: lock?.runId === runId ? [String(lock.holder)] : [],
       pendingTasks: pending.filter((t) => t.runId === runId).map((t) => String(t.pk)),
+      // A run that waits for approval no more must not leave it PENDING: approved, rejected, or
+      // EXPIRED once its deadline passed (a PENDING item past it is expired: decide answers 410).
+      pendingApprovals:
+        approval?.status === 'PENDING' && Date.parse(String(approval.deadline)) >= Date.now()
+          ? [String(approval.pk)]
+          : [],
     };
+  }
+
+  // ---- the approval gate (functions/approval, docs/approval.md) ------------------------------
+
+  /** An assumed-role session ARN of the stage's approver role, as AWS names the caller. */
+  approverPrincipal(session = 'release-manager'): string {
+    return `arn:aws:sts::${LOCAL_ACCOUNT_ID}:assumed-role/ami-pipeline-${this.template.stage.stage}-approver/${session}`;
+  }
+
+  /** A run's approval item (`APPROVAL#<runId>` in the coordination table), token included. */
+  async approvalItem(runId: string): Promise<Record<string, unknown> | undefined> {
+    const items = await this.query(
+      { KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `APPROVAL#${runId}` } },
+      this.name('CoordinationTable'),
+    );
+    return items[0];
+  }
+
+  /** Waits until the run waits in AwaitApproval: its approval item is PENDING and its token parked. */
+  async untilAwaitingApproval(runId: string, timeoutMs = 15000): Promise<Record<string, unknown>> {
+    let item: Record<string, unknown> | undefined;
+    await this.until(
+      async () => {
+        item = await this.approvalItem(runId);
+        return item?.status === 'PENDING' && this.sfn.waitingOnToken(String(item.executionArn));
+      },
+      `run ${runId} to wait for approval`,
+      timeoutMs,
+    );
+    return item as Record<string, unknown>;
+  }
+
+  /** An approval through the Function URL, as `principal` (an IAM ARN AWS authenticated). */
+  approve(runId: string, by: { principal: string; reason?: string }) {
+    return this.decide(
+      { runId, decision: 'approve', ...(by.reason ? { reason: by.reason } : {}) },
+      by.principal,
+    );
+  }
+
+  reject(runId: string, by: { principal: string; reason?: string }) {
+    return this.decide(
+      { runId, decision: 'reject', ...(by.reason ? { reason: by.reason } : {}) },
+      by.principal,
+    );
+  }
+
+  /**
+   * Invokes the approval function with the event Lambda delivers for a Function URL request
+   * (payload format 2.0) after AWS_IAM authentication: the caller in requestContext.authorizer.iam.
+   */
+  async decide(
+    body: unknown,
+    principal: string,
+    method = 'POST',
+  ): Promise<{ statusCode: number; body: Record<string, unknown> }> {
+    const now = new Date();
+    const account = /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):/.exec(principal)?.[1] ?? LOCAL_ACCOUNT_ID;
+    const host = `localapprovalurl.lambda-url.${this.template.stage.region}.on.aws`;
+    const event = {
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: '/',
+      rawQueryString: '',
+      headers: { 'content-type': 'application/json', host },
+      requestContext: {
+        accountId: LOCAL_ACCOUNT_ID,
+        apiId: 'localapprovalurl',
+        domainName: host,
+        domainPrefix: 'localapprovalurl',
+        http: {
+          method,
+          path: '/',
+          protocol: 'HTTP/1.1',
+          sourceIp: '127.0.0.1',
+          userAgent: 'ami-pipeline-cli',
+        },
+        authorizer: {
+          iam: {
+            accessKey: 'ASIAEXAMPLELOCAL0000',
+            accountId: account,
+            callerId: 'AROAEXAMPLELOCAL0000:session',
+            cognitoIdentity: null,
+            principalOrgId: null,
+            userArn: principal,
+            userId: 'AROAEXAMPLELOCAL0000:session',
+          },
+        },
+        requestId: randomUUID(),
+        routeKey: '$default',
+        stage: '$default',
+        time: now.toISOString(),
+        timeEpoch: now.getTime(),
+      },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      isBase64Encoded: false,
+    };
+    const response = (await this.lambda.invoke('approval', event, { caller: 'FunctionUrl' })) as {
+      statusCode: number;
+      body: string;
+    };
+    return { statusCode: response.statusCode, body: JSON.parse(response.body) as Record<string, unknown> };
   }
 
   /** Polls until `predicate` holds (for states in between, e.g. a command ended but its event was lost). */
@@ -472,8 +611,12 @@ export class LocalPipeline {
   leftovers(runId: string) {
     const tagged = (tags: Record<string, string>) => tags['ami-pipeline:run-id'] === runId;
     return {
-      images: [...this.ec2.images.values()].filter((i) => tagged(i.tags)).map((i) => i.imageId),
-      snapshots: [...this.ec2.snapshots.values()].filter((s) => tagged(s.tags)).map((s) => s.snapshotId),
+      images: this.allEc2().flatMap((ec2) =>
+        [...ec2.images.values()].filter((i) => tagged(i.tags)).map((i) => i.imageId),
+      ),
+      snapshots: this.allEc2().flatMap((ec2) =>
+        [...ec2.snapshots.values()].filter((s) => tagged(s.tags)).map((s) => s.snapshotId),
+      ),
       grants: [...this.kms.grants.values()]
         .filter((g) => g.name === `ami-pipeline-${runId}`)
         .map((g) => g.grantId),
@@ -631,6 +774,9 @@ export class LocalPipeline {
     this.kms.createKey(this.template.resource('PipelineKey').arn, [
       `alias/ami-pipeline-${this.template.stage.stage}`,
     ]);
+    // The stage key of each distribution region (a replica, or a key the platform team made there).
+    for (const { kmsKeyArn } of Object.values(this.template.stage.distribution.regions))
+      this.kms.createKey(kmsKeyArn);
     this.sns.createTopic(this.name('TriggerTopic'));
     this.sns.createTopic(this.name('OutcomeTopic'));
     this.sqs.createQueue(this.name('RejectionsQueue'));
@@ -644,10 +790,19 @@ export class LocalPipeline {
    * harness uses to reach the same stand-ins from the bottom of a client's real middleware stack.
    */
   private routeClients(): void {
-    type Fake = (input: never) => Promise<unknown>;
+    /** A stand-in call; `region` is the calling client's (undefined: the stage's region). */
+    type Fake = (input: never, region?: string) => Promise<unknown>;
+    type GetClient = () => { config: { region?: unknown } };
     type ClientStub = AnyStub & {
       onAnyCommand: () => { rejects: (error: Error) => unknown };
-      on: (command: never) => { callsFake: (fake: Fake) => unknown };
+      on: (command: never) => {
+        callsFake: (fake: (input: never, getClient: GetClient) => Promise<unknown>) => unknown;
+      };
+    };
+    const regionOf = async (getClient: GetClient): Promise<string | undefined> => {
+      const region = getClient().config.region;
+      const value: unknown = typeof region === 'function' ? await (region as () => unknown)() : region;
+      return typeof value === 'string' ? value : undefined;
     };
     /** Stubs a client class: commands routed to their stand-in, every other one refused. */
     const standIn = (stub: unknown, service: string, what: string) => {
@@ -658,10 +813,12 @@ export class LocalPipeline {
       this.standIns.set(service, routes);
       return <C extends abstract new (input: never) => unknown>(
         Command: C,
-        fake: (input: NonNullable<ConstructorParameters<C>[0]>) => unknown,
+        fake: (input: NonNullable<ConstructorParameters<C>[0]>, region?: string) => unknown,
       ) => {
-        const fakeAsync: Fake = async (input) => fake(input);
-        client.on(Command as never).callsFake(fakeAsync);
+        const fakeAsync: Fake = async (input, region) => fake(input, region);
+        client
+          .on(Command as never)
+          .callsFake(async (input, getClient) => fakeAsync(input, await regionOf(getClient)));
         routes.set(Command.name, fakeAsync);
       };
     };
@@ -686,8 +843,16 @@ export class LocalPipeline {
     onSqs(SendMessageCommand, (input) => this.sqs.sendMessage(input));
 
     const onSsm = standIn(mockClient(SSMClient), 'SSM', 'SSM');
-    onSsm(PutParameterCommand, (input) => this.ssm.putParameter(input));
-    onSsm(GetParameterCommand, (input) => this.ssm.getParameter(input));
+    const parameters = (region: string | undefined): ParameterStoreSim => {
+      const sim = this.ssmAt(region);
+      if (!sim) throw new Error(`SSM in ${region} is not simulated (not a distribution region of the stage)`);
+      return sim;
+    };
+    onSsm(PutParameterCommand, (input, region) => parameters(region).putParameter(input));
+    onSsm(GetParameterCommand, (input, region) => parameters(region).getParameter(input));
+    onSsm(DeleteParameterCommand, (input, region) => parameters(region).deleteParameter(input));
+    onSsm(GetResourcePoliciesCommand, (input, region) => parameters(region).getResourcePolicies(input));
+    onSsm(PutResourcePolicyCommand, (input, region) => parameters(region).putResourcePolicy(input));
     onSsm(AddTagsToResourceCommand, (input) => this.ssm.addTagsToResource(input));
     onSsm(SendCommandCommand, (input) => this.commands.sendCommand(input));
     onSsm(CancelCommandCommand, (input) => this.commands.cancelCommand(input));
@@ -696,14 +861,19 @@ export class LocalPipeline {
     onSsm(DescribeInstanceInformationCommand, (input) => this.commands.describeInstanceInformation(input));
 
     const onEc2 = standIn(mockClient(EC2Client), 'EC2', 'EC2');
-    onEc2(DescribeImagesCommand, (input) => this.ec2.describeImages(input));
-    onEc2(DescribeSnapshotsCommand, (input) => this.ec2.describeSnapshots(input));
-    onEc2(CreateTagsCommand, (input) => this.ec2.createTags(input));
-    onEc2(ModifyImageAttributeCommand, (input) => this.ec2.modifyImageAttribute(input));
-    onEc2(ModifySnapshotAttributeCommand, (input) => this.ec2.modifySnapshotAttribute(input));
-    onEc2(CopyImageCommand, (input) => this.ec2.copyImage(input));
-    onEc2(DeregisterImageCommand, (input) => this.ec2.deregisterImage(input));
-    onEc2(DeleteSnapshotCommand, (input) => this.ec2.deleteSnapshot(input));
+    const ec2 = (region: string | undefined): Ec2Sim => {
+      const sim = this.ec2At(region);
+      if (!sim) throw new Error(`EC2 in ${region} is not simulated (not a distribution region of the stage)`);
+      return sim;
+    };
+    onEc2(DescribeImagesCommand, (input, region) => ec2(region).describeImages(input));
+    onEc2(DescribeSnapshotsCommand, (input, region) => ec2(region).describeSnapshots(input));
+    onEc2(CreateTagsCommand, (input, region) => ec2(region).createTags(input));
+    onEc2(ModifyImageAttributeCommand, (input, region) => ec2(region).modifyImageAttribute(input));
+    onEc2(ModifySnapshotAttributeCommand, (input, region) => ec2(region).modifySnapshotAttribute(input));
+    onEc2(CopyImageCommand, (input, region) => ec2(region).copyImage(input));
+    onEc2(DeregisterImageCommand, (input, region) => ec2(region).deregisterImage(input));
+    onEc2(DeleteSnapshotCommand, (input, region) => ec2(region).deleteSnapshot(input));
 
     const onKms = standIn(mockClient(KMSClient), 'KMS', 'KMS');
     onKms(CreateGrantCommand, (input) => this.kms.createGrant(input));

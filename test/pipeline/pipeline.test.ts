@@ -7,8 +7,13 @@ const HAPPY_PATH = [
   'PreProvision',
   'Bake',
   'Distribute',
+  // The sample app asks for no other region: the Map has no items.
+  'DistributeToRegions',
+  'AnyCopies',
   'Provision',
   'Validate',
+  // Approval is not required in dev: the Choice goes straight on.
+  'NeedsApproval',
   'SmokeTest',
   'PrepareTraffic',
   'ShiftTraffic',
@@ -16,6 +21,7 @@ const HAPPY_PATH = [
   'Soak',
   'CheckStep',
   'ExportLogs',
+  'PublishAmiIds',
   'RecordRelease',
   'ReleaseLock',
   'RecordSuccess',

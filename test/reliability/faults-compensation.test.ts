@@ -51,6 +51,8 @@ describe('faults while compensating a failed release', () => {
         'DEREGISTER_IMAGE',
         'DELETE_SNAPSHOT',
         'DESTROY_STACK',
+        // PublishAmiIds ran before RecordRelease: the app's latest-ami parameter is put back.
+        'RESTORE_PARAMETER',
       ]),
     );
     expect(compensationSites.map((s) => s.caller)).toEqual(

@@ -359,7 +359,10 @@ describe('secrets: a planted secret and the task tokens stay where they belong',
     expect(history.filter((h) => h.event.type === 'StateExited').length).toBeGreaterThan(50);
 
     // ---- the secret: where it must be --------------------------------------------------------------
-    const runConfigs = pipeline.ssm.names().filter((n) => n.startsWith(`/ami-pipeline/${ENV}/`));
+    // Run configs, not the app's latest-ami parameter (an AMI id, published for its accounts).
+    const runConfigs = pipeline.ssm
+      .names()
+      .filter((n) => n.startsWith(`/ami-pipeline/${ENV}/`) && !n.endsWith('/latest-ami'));
     expect(runConfigs).toHaveLength(3); // the rules-breaking run never got one
     for (const name of runConfigs) {
       const stored = pipeline.ssm.describe(name);

@@ -15,6 +15,7 @@ import { PENDING_INDEX } from '../../shared/commands/tasks';
 import { loadRules } from '../../shared/config/rules';
 import { stageConfigFromEnv } from '../../shared/config/stage';
 import { loadStageConfig } from '../../shared/config/stage-file';
+import { distributionResources } from '../../shared/config/distribution-iam';
 import { ConfigurationError } from '../../shared/errors';
 import {
   allStates,
@@ -27,6 +28,7 @@ import {
   successPath,
 } from './asl';
 import { describeAlarms } from './alarms';
+import { APPROVER_ROLE_ID, describeApprovalGate } from './approval';
 import { AUDITOR_ROLE_ID, describeAuditorRole } from './auditor';
 import {
   actionMatches,
@@ -75,6 +77,7 @@ const FUNCTIONS = [
   'recordRelease',
   'decommission',
   'compensate',
+  'approval',
 ];
 /** `commandCompleted` → `CommandCompleted`, the prefix of the framework's logical ids for a function. */
 const capitalized = (name: string): string => `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
@@ -561,13 +564,16 @@ describe('the packaged CloudFormation template', () => {
         expect(uncaught).toEqual([]);
       });
 
-      it('waits on a task token in Bake, Provision, Validate and DestroyGreenStack, and nowhere else', () => {
+      it('waits on a task token in Bake, Provision, Validate, DestroyGreenStack and AwaitApproval, and nowhere else', () => {
         const { definition } = definitionOf();
         const callbacks = allStates(definition).filter(([, state]) =>
           String(state.Resource).endsWith('.waitForTaskToken'),
         );
 
-        expect(ids(callbacks).sort()).toEqual(TOKEN_STATES.map(([state]) => state).sort());
+        // AwaitApproval waits for a person, not a command (describeApprovalGate checks it).
+        expect(ids(callbacks).sort()).toEqual(
+          [...TOKEN_STATES.map(([state]) => state), 'AwaitApproval'].sort(),
+        );
       });
 
       it.each(TOKEN_STATES)(
@@ -667,12 +673,16 @@ describe('the packaged CloudFormation template', () => {
         );
         const stageCatchAll = [
           'Bake',
+          'Distribute',
+          'DistributeToRegions',
           'Provision',
           'Validate',
+          'AwaitApproval',
           'SmokeTest',
           'PrepareTraffic',
           'ShiftTraffic',
           'ExportLogs',
+          'PublishAmiIds',
           'RecordRelease',
         ].map((name): [string, Json | undefined] => [
           name,
@@ -685,9 +695,11 @@ describe('the packaged CloudFormation template', () => {
             'DistributeFailed',
             'ProvisionFailed',
             'ValidateFailed',
+            'ApprovalFailed',
             'SmokeTestFailed',
             'TrafficFailed',
             'ExportLogsFailed',
+            'PublishAmiIdsFailed',
             'RecordReleaseFailed',
           ]),
         );
@@ -695,6 +707,55 @@ describe('the packaged CloudFormation template', () => {
         expect(byId(stageCatchAll, (marker) => at(stateNamed(definition, String(marker)), 'Next'))).toEqual(
           sameForAll(ids(stageCatchAll), 'Compensate'),
         );
+      });
+
+      it('copies to each other region in a bounded Map whose every item ends before a failed region is compensated', () => {
+        const { definition } = definitionOf();
+        const map = stateNamed(definition, 'DistributeToRegions');
+        const copy = at(map, 'ItemProcessor', 'States', 'CopyToRegion') as JsonObject;
+        const keep = at(map, 'ItemProcessor', 'States', 'KeepCopyFailure') as JsonObject;
+
+        expect(at(stateNamed(definition, 'Distribute'), 'Next')).toBe('DistributeToRegions');
+        expect({
+          type: map.Type,
+          items: map.ItemsPath,
+          maxConcurrency: map.MaxConcurrency,
+          catchAll: at(asList(map.Catch).at(-1), 'Next'),
+        }).toEqual({
+          type: 'Map',
+          items: '$.stages.distribute.copies',
+          maxConcurrency: stack.config.distribution.maxConcurrentCopies,
+          catchAll: 'DistributeFailed',
+        });
+        // The worker waits with the EC2 waiter; a copy still pending is adopted again a bounded
+        // number of times, and any failure is kept as the item's result instead of ending the Map.
+        expect(asList(copy.Retry)).toContainEqual(
+          expect.objectContaining({
+            ErrorEquals: ['CopyPendingError'],
+            MaxAttempts: stack.config.distribution.copyRetries,
+          }),
+        );
+        expect(at(copy, 'Resource')).toBe('arn:aws:states:::lambda:invoke');
+        expect(asList(copy.Catch).map((c) => [at(c, 'ErrorEquals'), at(c, 'Next')])).toEqual([
+          [['States.ALL'], 'KeepCopyFailure'],
+        ]);
+        expect(at(keep, 'Parameters', 'failed')).toBe(true);
+        expect(at(copy, 'ResultSelector', 'failed')).toBe(false);
+        // A failed item sends the run to compensation through the Distribute marker.
+        expect(at(stateNamed(definition, 'CopyFailureCause'), 'Next')).toBe('DistributeFailed');
+        expect(successPath(definition, 1)).toEqual(
+          expect.arrayContaining(['DistributeToRegions', 'PublishAmiIds']),
+        );
+      });
+
+      it('publishes the AMI ids after the traffic switch and before the release goes live, compensating a failure', () => {
+        const { definition } = definitionOf();
+        const publish = stateNamed(definition, 'PublishAmiIds');
+
+        expect(at(stateNamed(definition, 'ExportLogs'), 'Next')).toBe('PublishAmiIds');
+        expect(publish.Next).toBe('RecordRelease');
+        expect(at(publish, 'Parameters', 'Payload', 'action')).toBe('publish');
+        expect(at(asList(publish.Catch).at(-1), 'Next')).toBe('PublishAmiIdsFailed');
       });
 
       it('records the failure after compensation whatever happens in it, a crash of Compensate included', () => {
@@ -1032,7 +1093,7 @@ describe('the packaged CloudFormation template', () => {
         ).toEqual([]);
       });
 
-      it('lets only the token workers send commands, only the completers answer tokens, only distribute, compensate and decommission remove AMIs, and only traffic and compensate change listeners', () => {
+      it('lets only the token workers send commands, only the completers and the approval gate answer tokens, only distribute, compensate and decommission remove AMIs, and only traffic and compensate change listeners', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
         const holders = (action: string) =>
           ids(policies.filter(([, policy]) => allows(policyStatements(policy), action))).sort();
@@ -1052,8 +1113,8 @@ describe('the packaged CloudFormation template', () => {
 
         expect(Object.fromEntries(actions.map((action) => [action, holders(action)]))).toEqual({
           'ssm:SendCommand': ['bake', 'provision', 'validate'].map(roleOf).sort(),
-          'states:SendTaskSuccess': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
-          'states:SendTaskFailure': ['commandCompleted', 'reconciler'].map(roleOf).sort(),
+          'states:SendTaskSuccess': ['approval', 'commandCompleted', 'reconciler'].map(roleOf).sort(),
+          'states:SendTaskFailure': ['approval', 'commandCompleted', 'reconciler'].map(roleOf).sort(),
           'ec2:DeregisterImage': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
           'ec2:DeleteSnapshot': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
           'elasticloadbalancing:ModifyListener': ['compensate', 'traffic'].map(roleOf).sort(),
@@ -1067,8 +1128,8 @@ describe('the packaged CloudFormation template', () => {
 
       it('confines every EC2 change of every role to images and snapshots that carry this stage tag', () => {
         const policies = IAM_POLICY_TYPES.flatMap((type) => stack.resourcesOfType(type));
-        const images = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::image/*`;
-        const snapshots = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::snapshot/*`;
+        // Images and snapshots of the stage's region and its distribution regions, nowhere else.
+        const imageArns = distributionResources(stack.config).images.map((arn) => renderArn(arn as Json));
         // The stage tag on an existing resource, on the resource being created, or tags written as
         // part of creating it (CopyImage's TagSpecifications).
         const stageConditions = [
@@ -1081,7 +1142,7 @@ describe('the packaged CloudFormation template', () => {
             .filter((line) => line.startsWith('ec2:') && !line.startsWith('ec2:Describe'))
             .filter(
               (line) =>
-                ![images, snapshots].some((arn) =>
+                !imageArns.some((arn) =>
                   stageConditions.some((condition) => line.endsWith(` ${arn}${condition}`)),
                 ),
             )
@@ -1106,6 +1167,7 @@ describe('the packaged CloudFormation template', () => {
     });
 
     describeAuditorRole(() => stack);
+    describeApprovalGate(() => stack);
     describeAlarms(() => stack);
 
     describe('functions', () => {
@@ -1161,7 +1223,7 @@ describe('the packaged CloudFormation template', () => {
 
         // People assume the auditor role, not a service of the stack; describeAuditorRole checks its
         // trust and its policy.
-        const assumedByPeople = [AUDITOR_ROLE_ID];
+        const assumedByPeople = [AUDITOR_ROLE_ID, APPROVER_ROLE_ID];
 
         expect(roles).not.toContain('IamRoleLambdaExecution');
         expect(roles).toEqual(expect.arrayContaining(assumedByPeople));
@@ -1256,8 +1318,13 @@ describe('the packaged CloudFormation template', () => {
       const decommissionMachineArn = `\${DecommissionStateMachine}`;
       const regional = (service: string, resource: string) =>
         `arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${resource}`;
-      const images = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::image/*`;
-      const snapshots = `arn:\${AWS::Partition}:ec2:\${AWS::Region}::snapshot/*`;
+      // The stage's region plus each distribution region of config/<stage>.yml (the generator is
+      // unit-tested with regions: test/unit/distribution-iam.test.ts).
+      const distribution = () => distributionResources(stack.config);
+      const everyRegionImages = () => distribution().images.map((arn) => renderArn(arn as Json));
+      const everyStageKey = () => distribution().keys.map((arn) => renderArn(arn as Json));
+      const latestAmiParameters = () =>
+        distribution().latestAmiParameters.map((arn) => renderArn(arn as Json));
       const stageTagged = (): JsonObject => ({
         StringEquals: { 'aws:ResourceTag/ami-pipeline:stage': stage },
       });
@@ -1351,7 +1418,7 @@ describe('the packaged CloudFormation template', () => {
                 'kms:ReEncryptFrom',
                 'kms:ReEncryptTo',
               ],
-              [stageKey],
+              everyStageKey(),
             ),
             ...grant(
               [
@@ -1361,17 +1428,22 @@ describe('the packaged CloudFormation template', () => {
                 'ec2:DeregisterImage',
                 'ec2:DeleteSnapshot',
               ],
-              [images, snapshots],
+              everyRegionImages(),
               stageTagged(),
             ),
-            ...grant(['ec2:CreateTags'], [images, snapshots], {
+            ...grant(['ec2:CreateTags'], everyRegionImages(), {
               StringEquals: { 'ec2:CreateAction': 'CopyImage' },
             }),
             // CopyImage has no aws:ResourceTag key: the copy must be requested with the stage tag.
-            ...grant(['ec2:CopyImage'], [images, snapshots], {
+            ...grant(['ec2:CopyImage'], everyRegionImages(), {
               StringEquals: { 'aws:RequestTag/ami-pipeline:stage': stage },
             }),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
+            // The latest-ami parameter of each region, and its resource policy (sharing).
+            ...grant(
+              ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:GetResourcePolicies', 'ssm:PutResourcePolicy'],
+              latestAmiParameters(),
+            ),
           ].sort(),
         );
       });
@@ -1383,10 +1455,12 @@ describe('the packaged CloudFormation template', () => {
             // Only a command still running is cancelled (ListCommands tells).
             ...grant(['ssm:ListCommands', 'ssm:CancelCommand'], ['*']),
             // ListGrants finds a grant the worker died before recording, by its name.
-            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], [stageKey]),
-            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
+            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], everyStageKey()),
+            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], everyRegionImages(), stageTagged()),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
             ...grant(['elasticloadbalancing:ModifyListener'], [stageListeners()], stageTagged()),
+            // A failed run's latest-ami values are put back (or the parameter it created deleted).
+            ...grant(['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'], latestAmiParameters()),
           ].sort(),
         );
       });
@@ -1448,8 +1522,8 @@ describe('the packaged CloudFormation template', () => {
       it('lets decommission list and revoke grants on the stage key and remove only stage-tagged AMIs and snapshots', () => {
         expect(permissions('decommission')).toEqual(
           [
-            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], [stageKey]),
-            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [images, snapshots], stageTagged()),
+            ...grant(['kms:RevokeGrant', 'kms:ListGrants'], everyStageKey()),
+            ...grant(['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], everyRegionImages(), stageTagged()),
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
           ].sort(),
         );
@@ -1468,7 +1542,8 @@ describe('the packaged CloudFormation template', () => {
           reconciler: auditPermissions('reconciler'),
           compensate: auditPermissions('compensate'),
         }).toEqual({
-          distribute: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
+          // A retried attempt reads back (a Query) the copy and parameter values it recorded.
+          distribute: grant(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'], [auditTable]).sort(),
           // Each listener change is recorded; a retried write reads the existing item back to compare.
           traffic: grant(['dynamodb:GetItem', 'dynamodb:PutItem'], [auditTable]).sort(),
           // Each log group it made and each subscription; a retried write reads the item back.
@@ -1674,7 +1749,8 @@ describe('the packaged CloudFormation template', () => {
           retried: asList(at(exportLogs, 'Retry')).flatMap((retrier) => asList(at(retrier, 'ErrorEquals'))),
         }).toEqual({
           function: 'LogExportLambdaFunction',
-          Next: 'RecordRelease',
+          // PublishAmiIds, then RecordRelease: both still before the release goes live.
+          Next: 'PublishAmiIds',
           catchAll: 'ExportLogsFailed',
           retried: expect.arrayContaining([...TRANSIENT_ERRORS, 'OperationAbortedException']),
         });

@@ -54,6 +54,11 @@ const deps: DistributeDeps = {
   audit: new AuditRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), TEST_ENV.AUDIT_TABLE),
   kmsKeyArn: KEY_ARN,
   copyWaitSeconds: 60,
+  stage: {
+    stage: 'dev',
+    region: 'eu-west-1',
+    distribution: { maxConcurrentCopies: 5, copyWaitSeconds: 60, copyRetries: 2, regions: {} },
+  },
   now: () => new Date(NOW),
 };
 
@@ -230,19 +235,19 @@ describe('distribute', () => {
           ...base,
           sk: `RESOURCE#LAUNCH_PERMISSION#${BAKED_AMI}/${ACCOUNT}`,
           resourceType: 'LAUNCH_PERMISSION',
-          detail: { amiId: BAKED_AMI, account: ACCOUNT },
+          detail: { amiId: BAKED_AMI, account: ACCOUNT, region: 'eu-west-1' },
         }),
         expect.objectContaining({
           ...base,
           resourceType: 'SNAPSHOT_PERMISSION',
           resourceId: `${BAKED_SNAPSHOTS[0]}/${ACCOUNT}`,
-          detail: { snapshotId: BAKED_SNAPSHOTS[0], account: ACCOUNT },
+          detail: { snapshotId: BAKED_SNAPSHOTS[0], account: ACCOUNT, region: 'eu-west-1' },
         }),
         expect.objectContaining({
           ...base,
           resourceType: 'SNAPSHOT_PERMISSION',
           resourceId: `${BAKED_SNAPSHOTS[1]}/${ACCOUNT}`,
-          detail: { snapshotId: BAKED_SNAPSHOTS[1], account: ACCOUNT },
+          detail: { snapshotId: BAKED_SNAPSHOTS[1], account: ACCOUNT, region: 'eu-west-1' },
         }),
         expect.objectContaining({
           ...base,
@@ -259,20 +264,22 @@ describe('distribute', () => {
               'ReEncryptFrom',
               'ReEncryptTo',
             ],
+            region: 'eu-west-1',
           },
         }),
       ]);
     });
 
-    it('returns the AMI, its snapshots, the region, the account and the grant', async () => {
+    it('returns the AMI, its snapshots, the region, the accounts, the grants and no copies', async () => {
       const output = await distribute(input, deps);
 
       expect(output).toStrictEqual({
         amiId: BAKED_AMI,
         snapshotIds: BAKED_SNAPSHOTS,
         region: 'eu-west-1',
-        sharedWith: ACCOUNT,
-        grantId: GRANT_ID,
+        sharedWith: [ACCOUNT],
+        grantIds: [GRANT_ID],
+        copies: [],
       });
     });
 
@@ -433,7 +440,10 @@ describe('distribute', () => {
       const err = await failureOf();
 
       expect(err).toBeInstanceOf(DistributionFailedError);
-      expect(err).toHaveProperty('message', `KMS CreateGrant for ${ACCOUNT} returned no grant id`);
+      expect(err).toHaveProperty(
+        'message',
+        `KMS CreateGrant for ${ACCOUNT} in eu-west-1 returned no grant id`,
+      );
       expect(auditItems().some((item) => item.resourceType === 'KMS_GRANT')).toBe(false);
     });
 

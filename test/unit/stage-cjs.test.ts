@@ -28,6 +28,7 @@ interface VariableSourceArgs {
 interface StageSource {
   load: (args: VariableSourceArgs) => Promise<StageConfig>;
   auditorPrincipals: (args: VariableSourceArgs) => Promise<unknown[]>;
+  approverPrincipals: (args: VariableSourceArgs) => Promise<unknown[]>;
   json: (args: VariableSourceArgs) => Promise<string>;
 }
 
@@ -81,6 +82,29 @@ describe('config/stage.cjs: who may assume the auditor role', () => {
 
       expect(principals).toEqual([{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' }]);
       expect(loadStageConfig).toHaveBeenCalledWith(stage, CONFIG_DIR);
+    },
+  );
+});
+
+describe('config/stage.cjs: who may assume the approver role', () => {
+  it("passes on the approvers the packaged stage's config names", async () => {
+    const qa = parseDocument(readFileSync(path.join(CONFIG_DIR, 'prod.yml'), 'utf8'));
+    qa.set('stage', 'qa');
+    qa.setIn(['approval', 'approverPrincipals'], qa.createNode(PRINCIPALS));
+    writeFileSync(path.join(dir, 'qa.yml'), String(qa));
+    jest.mocked(loadStageConfig).mockImplementationOnce((stage) => realLoadStageConfig(stage, dir));
+
+    const principals = await stageSource.approverPrincipals(packaging('qa'));
+
+    expect(principals).toEqual(PRINCIPALS);
+  });
+
+  it.each(['dev', 'prod'])(
+    'falls back to the account root, left to CloudFormation, as config/%s.yml names none',
+    async (stage) => {
+      const principals = await stageSource.approverPrincipals(packaging(stage));
+
+      expect(principals).toEqual([{ 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' }]);
     },
   );
 });

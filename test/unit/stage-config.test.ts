@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigurationError } from '../../shared/errors';
-import { checkedStageConfigSchema, stageConfigFromEnv, stageConfigSchema } from '../../shared/config/stage';
+import {
+  checkedStageConfigSchema,
+  longestRunSeconds,
+  stageConfigFromEnv,
+  stageConfigSchema,
+} from '../../shared/config/stage';
 import { loadStageConfig } from '../../shared/config/stage-file';
 import { CONFIG_DIR } from './support/fixtures';
 
@@ -64,6 +69,8 @@ describe('stage config', () => {
       },
       release: { decommissionAfterSeconds: 3600, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 },
       audit: { deletionProtection: true },
+      approval: { required: false, timeoutSeconds: 3600 },
+      distribution: { maxConcurrentCopies: 5, copyWaitSeconds: 780, copyRetries: 2, regions: {} },
     });
   });
 
@@ -77,7 +84,7 @@ describe('stage config', () => {
       logRetentionDays: 400,
       kms: { pendingWindowDays: 30 },
       trigger: { maxMessageBytes: 65536 },
-      lock: { ttlSeconds: 86400 },
+      lock: { ttlSeconds: 172800 },
       stateMachine: { logLevel: 'ERROR' },
       builder: { targets: { tag: { key: 'ami-pipeline:builder', value: 'prod' } } },
       commands: {
@@ -88,6 +95,8 @@ describe('stage config', () => {
       },
       release: { decommissionAfterSeconds: 86400, smokeTestAttempts: 6, smokeTestFirstDelayMs: 2000 },
       audit: { deletionProtection: true },
+      approval: { required: true, timeoutSeconds: 86400 },
+      distribution: { maxConcurrentCopies: 5, copyWaitSeconds: 780, copyRetries: 2, regions: {} },
     });
   });
 
@@ -423,9 +432,71 @@ describe('stage config: the lock outlives a run', () => {
     expect(parsed.success).toBe(false);
     expect(parsed.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
       expect.stringMatching(
-        /^lock\.ttlSeconds: must be at least \d+ \(the longest run: bake, provision and validate timeouts, 10 traffic steps of 3600 s, a stack destroy, plus 7200 s\)$/,
+        /^lock\.ttlSeconds: must be at least \d+ \(the longest run: bake, the copies to other regions, provision and validate timeouts, 10 traffic steps of 3600 s, a stack destroy, plus 7200 s\)$/,
       ),
     ]);
+  });
+
+  it('counts the copies to other regions: every region, maxConcurrentCopies at a time, each waited for 1 + copyRetries times', () => {
+    const key = (region: string) =>
+      `arn:aws:kms:${region}:123456789012:key/mrk-0123456789abcdef0123456789abcdef`;
+    const base = longestRunSeconds(stageConfigSchema.parse(stageFile('qa')));
+    const withRegions = stageConfigSchema.parse(
+      stageFile('qa', {
+        distribution: {
+          maxConcurrentCopies: 2,
+          copyWaitSeconds: 780,
+          copyRetries: 2,
+          regions: Object.fromEntries(
+            ['eu-central-1', 'us-east-1', 'ap-southeast-2'].map((r) => [r, { kmsKeyArn: key(r) }]),
+          ),
+        },
+      }),
+    );
+
+    // Three regions two at a time: two rounds, each up to three attempts of the 900 s task timeout.
+    expect(longestRunSeconds(withRegions) - base).toBe(2 * 3 * 900);
+  });
+
+  it('counts the wait for approval where the stage requires it: the run holds its lock meanwhile', () => {
+    // 10800 + 7200 + 3600 + 36000 + 7200 + 7200 = 72000 without approval.
+    const withApproval = (required: boolean, ttlSeconds: number) =>
+      checkedStageConfigSchema.safeParse({
+        ...stageFile('qa'),
+        lock: { ttlSeconds },
+        approval: { required, timeoutSeconds: 86400 },
+      });
+
+    expect(longestRunSeconds(stageConfigSchema.parse(stageFile('qa')))).toBe(72000);
+    expect(withApproval(false, 86400).success).toBe(true);
+    expect(withApproval(true, 86400).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      expect.stringMatching(/^lock\.ttlSeconds: must be at least 158400 \(.*the approval timeout, /),
+    ]);
+    expect(withApproval(true, 158400).success).toBe(true);
+  });
+});
+
+describe('stage config: the approval gate', () => {
+  it('defaults to no approval when a stage has no approval block', () => {
+    expect(stageConfigSchema.parse(stageFile('qa')).approval).toEqual({
+      required: false,
+      timeoutSeconds: 86400,
+    });
+  });
+
+  it.each<[string, unknown, string]>([
+    ['a timeout over 7 days', { required: true, timeoutSeconds: 604801 }, 'approval.timeoutSeconds'],
+    ['no required flag', { timeoutSeconds: 3600 }, 'approval.required'],
+    ['an unknown key', { required: true, timeoutSeconds: 3600, approvers: [] }, 'approval'],
+    [
+      'an approver that is not an IAM ARN',
+      { required: true, timeoutSeconds: 3600, approverPrincipals: ['alice'] },
+      'approval.approverPrincipals.0: must be the ARN of an account root, IAM role or IAM user',
+    ],
+  ])('rejects %s, naming the field', (_case, approval, issue) => {
+    writeStage('qa', stageFile('qa', { approval }));
+
+    expect(() => loadStageConfig('qa', dir)).toThrow(issue);
   });
 });
 

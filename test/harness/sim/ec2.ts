@@ -18,7 +18,7 @@ const ec2Error = (name: string, message: string) =>
 export interface SimImage {
   imageId: string;
   name: string;
-  state: 'available' | 'pending';
+  state: 'available' | 'pending' | 'failed';
   encrypted: boolean;
   kmsKeyId?: string | undefined;
   snapshotIds: string[];
@@ -42,6 +42,22 @@ export interface SimSnapshot {
 export class Ec2Sim {
   readonly images = new Map<string, SimImage>();
   readonly snapshots = new Map<string, SimSnapshot>();
+  /** CopyImage's idempotency: a client token seen before returns the image it made. */
+  private readonly copyTokens = new Map<string, string>();
+  /**
+   * What a copy into this region ends as: `failed` makes it as EC2 does when a copy fails (the
+   * image appears, then goes to `failed`; its snapshots stay behind until deleted).
+   */
+  copyOutcome: 'available' | 'failed' = 'available';
+
+  /**
+   * @param region this stand-in's region
+   * @param peers the stand-ins of other regions, for CopyImage with another SourceRegion
+   */
+  constructor(
+    readonly region = 'eu-west-1',
+    private readonly peers: (region: string) => Ec2Sim | undefined = () => undefined,
+  ) {}
 
   /** What Packer would leave behind: an image and its root snapshot. */
   createImage(options: {
@@ -131,7 +147,22 @@ export class Ec2Sim {
   }
 
   copyImage(input: CopyImageCommandInput): { ImageId: string; $metadata: object } {
-    const source = this.image(input.SourceImageId);
+    if (input.ClientToken && this.copyTokens.has(input.ClientToken)) {
+      return { ImageId: this.copyTokens.get(input.ClientToken) as string, $metadata: {} };
+    }
+    const from =
+      !input.SourceRegion || input.SourceRegion === this.region ? this : this.peers(input.SourceRegion);
+    if (!from) throw ec2Error('InvalidRegion', `region ${input.SourceRegion} is not simulated`);
+    const source = from.image(input.SourceImageId);
+    if (source.encrypted && input.Encrypted && !input.KmsKeyId) {
+      throw ec2Error(
+        'InvalidParameter',
+        'an encrypted copy into another region needs a KmsKeyId of that region',
+      );
+    }
+    if (input.KmsKeyId && !input.KmsKeyId.includes(`:${this.region}:`)) {
+      throw ec2Error('InvalidParameter', `KMS key ${input.KmsKeyId} is not in ${this.region}`);
+    }
     const tags = Object.fromEntries(
       (input.TagSpecifications ?? []).flatMap((spec) =>
         (spec.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']),
@@ -143,6 +174,8 @@ export class Ec2Sim {
       ...(input.KmsKeyId ? { kmsKeyId: input.KmsKeyId } : {}),
       tags,
     });
+    if (from !== this) copy.state = this.copyOutcome;
+    if (input.ClientToken) this.copyTokens.set(input.ClientToken, copy.imageId);
     return { ImageId: copy.imageId, $metadata: {} };
   }
 
@@ -161,7 +194,7 @@ export class Ec2Sim {
     return { $metadata: {} };
   }
 
-  private image(id: string | undefined): SimImage {
+  image(id: string | undefined): SimImage {
     const image = this.images.get(id ?? '');
     if (!image) throw ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
     return image;

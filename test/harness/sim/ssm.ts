@@ -13,6 +13,7 @@ import type { KmsSim } from './kms';
 interface StoredVersion {
   version: number;
   type: string;
+  dataType?: string | undefined;
   tier: string;
   keyId?: string | undefined;
   /** Ciphertext for SecureString, the value otherwise. */
@@ -61,7 +62,18 @@ export class ParameterStoreSim {
     }
     const entry = existing ?? { versions: [], tags: {} };
     const version = (entry.versions.at(-1)?.version ?? 0) + 1;
-    entry.versions.push({ version, type, tier, keyId: input.KeyId, stored, lastModified: new Date() });
+    if (input.DataType === 'aws:ec2:image' && !/^ami-[a-f0-9]{8,17}$/.test(value)) {
+      throw validation(`value of ${name} is not an AMI id (data type aws:ec2:image)`);
+    }
+    entry.versions.push({
+      version,
+      type,
+      dataType: input.DataType ?? entry.versions.at(-1)?.dataType,
+      tier,
+      keyId: input.KeyId,
+      stored,
+      lastModified: new Date(),
+    });
     for (const tag of input.Tags ?? []) if (tag.Key) entry.tags[tag.Key] = tag.Value ?? '';
     this.params.set(name, entry);
     return { Version: version, Tier: tier, ...meta };
@@ -82,6 +94,64 @@ export class ParameterStoreSim {
       },
       ...meta,
     };
+  }
+
+  deleteParameter(input: { Name?: string | undefined }): { $metadata: object } {
+    this.latest(input.Name ?? '');
+    this.params.delete(input.Name ?? '');
+    this.policies.delete(input.Name ?? '');
+    return meta;
+  }
+
+  /** Resource policies by parameter name (ResourceArn …:parameter/<name>); sharing needs Advanced tier. */
+  readonly policies = new Map<string, { policyId: string; policyHash: string; policy: string }>();
+
+  getResourcePolicies(input: { ResourceArn?: string | undefined }) {
+    const found = this.policies.get(this.nameOf(input.ResourceArn));
+    return {
+      Policies: found
+        ? [{ PolicyId: found.policyId, PolicyHash: found.policyHash, Policy: found.policy }]
+        : [],
+      ...meta,
+    };
+  }
+
+  putResourcePolicy(input: {
+    ResourceArn?: string | undefined;
+    Policy?: string | undefined;
+    PolicyId?: string | undefined;
+    PolicyHash?: string | undefined;
+  }) {
+    const name = this.nameOf(input.ResourceArn);
+    if (this.latest(name).tier !== 'Advanced') {
+      throw validation(`parameter ${name} must be in the Advanced tier to be shared`);
+    }
+    const existing = this.policies.get(name);
+    if (existing && (input.PolicyId !== existing.policyId || input.PolicyHash !== existing.policyHash)) {
+      throw Object.assign(new Error('policy id or hash does not match'), {
+        name: 'ResourcePolicyConflictException',
+        $fault: 'client',
+        $metadata: {},
+      });
+    }
+    const policyId = existing?.policyId ?? `policy-${this.policies.size + 1}`;
+    const policyHash = `${policyId}-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+    this.policies.set(name, { policyId, policyHash, policy: input.Policy ?? '' });
+    return { PolicyId: policyId, PolicyHash: policyHash, ...meta };
+  }
+
+  /** The accounts a parameter's resource policy lets read it. */
+  readers(name: string): string[] {
+    const policy = this.policies.get(name);
+    if (!policy) return [];
+    const doc = JSON.parse(policy.policy) as { Statement: { Principal: { AWS: string[] | string } }[] };
+    return doc.Statement.flatMap((st) => [st.Principal.AWS].flat());
+  }
+
+  private nameOf(arn: string | undefined): string {
+    const match = /:parameter(\/.+)$/.exec(arn ?? '');
+    if (!match?.[1]) throw validation(`${arn} is not a parameter ARN`);
+    return match[1];
   }
 
   addTagsToResource(input: AddTagsToResourceCommandInput): { $metadata: object } {

@@ -1,0 +1,88 @@
+import { appConfigSchema } from '../../shared/config/app';
+import { checkedStageConfigSchema } from '../../shared/config/stage';
+import { loadStageConfig } from '../../shared/config/stage-file';
+import { describeIssues } from '../../shared/validation';
+import { checkDistribution } from '../../shared/pre-provision';
+import { CONFIG_DIR, sampleAppConfig } from './support/fixtures';
+
+const FRANKFURT_KEY = 'arn:aws:kms:eu-central-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef';
+
+/** config/dev.yml with `regions` as its distribution regions. */
+const devWith = (regions: Record<string, { kmsKeyArn: string }>) => {
+  const dev = loadStageConfig('dev', CONFIG_DIR);
+  return { ...dev, distribution: { ...dev.distribution, regions } };
+};
+
+const issuesOf = (parsed: { success: boolean; error?: Parameters<typeof describeIssues>[0] }) =>
+  parsed.success || !parsed.error ? [] : describeIssues(parsed.error);
+
+describe('distribution settings', () => {
+  describe('of a stage', () => {
+    it('accepts a region with a key of that region', () => {
+      const parsed = checkedStageConfigSchema.safeParse(
+        devWith({ 'eu-central-1': { kmsKeyArn: FRANKFURT_KEY } }),
+      );
+      expect(issuesOf(parsed)).toEqual([]);
+    });
+
+    it("refuses a key of another region, naming the region's field", () => {
+      const parsed = checkedStageConfigSchema.safeParse(
+        devWith({ 'us-east-1': { kmsKeyArn: FRANKFURT_KEY } }),
+      );
+      expect(issuesOf(parsed)).toEqual([
+        'distribution.regions.us-east-1.kmsKeyArn: is a key in eu-central-1; a copy in us-east-1 must be encrypted with a key of us-east-1',
+      ]);
+    });
+
+    it("refuses the stage's own region, whose AMI is encrypted with the stage key already", () => {
+      const parsed = checkedStageConfigSchema.safeParse(
+        devWith({ 'eu-west-1': { kmsKeyArn: FRANKFURT_KEY.replace(/eu-central-1/g, 'eu-west-1') } }),
+      );
+      expect(issuesOf(parsed)).toEqual([
+        "distribution.regions.eu-west-1: is the stage's own region: its AMI is encrypted with the stage key already",
+      ]);
+    });
+
+    it('refuses an alias or a key id instead of a key ARN', () => {
+      for (const kmsKeyArn of ['alias/ami-pipeline-dev', 'mrk-0123456789abcdef0123456789abcdef']) {
+        const parsed = checkedStageConfigSchema.safeParse(devWith({ 'eu-central-1': { kmsKeyArn } }));
+        expect(issuesOf(parsed)).toEqual([
+          expect.stringMatching(
+            /^distribution\.regions\.eu-central-1\.kmsKeyArn: must be the ARN of a KMS key/,
+          ),
+        ]);
+      }
+    });
+  });
+
+  describe('of an app', () => {
+    const stage = devWith({ 'eu-central-1': { kmsKeyArn: FRANKFURT_KEY } });
+    const app = (distribution: unknown) => appConfigSchema.parse({ ...sampleAppConfig(), distribution });
+
+    it('accepts regions the stage distributes to and any accounts', () => {
+      expect(
+        checkDistribution(app({ regions: ['eu-central-1'], accounts: ['444455556666'] }), stage),
+      ).toEqual([]);
+    });
+
+    it("names every region the stage does not distribute to, and the stage's own region", () => {
+      expect(
+        checkDistribution(app({ regions: ['eu-west-1', 'eu-central-1', 'ap-southeast-2'] }), stage),
+      ).toEqual([
+        "distribution.regions[0]: eu-west-1 is the stage's own region, which always has the AMI",
+        'distribution.regions[2]: ap-southeast-2 is not a distribution region of stage dev (it has eu-central-1; config/dev.yml distribution.regions)',
+      ]);
+    });
+
+    it('refuses repeated regions or accounts and malformed ones, naming the field', () => {
+      const parsed = appConfigSchema.safeParse({
+        ...sampleAppConfig(),
+        distribution: { regions: ['eu-central-1', 'eu-central-1'], accounts: ['4444', '444455556666'] },
+      });
+      expect(issuesOf(parsed).sort()).toEqual([
+        'distribution.accounts.0: must be a 12-digit AWS account id',
+        'distribution.regions: must not list a region twice',
+      ]);
+    });
+  });
+});
