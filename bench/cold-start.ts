@@ -198,6 +198,18 @@ const envValue = (
 ): string => {
   if (typeof value === 'string') return resolveVariables(value, stage);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  // Fn::Sub of pseudo parameters and serverless variables (e.g. a role ARN built, not referenced).
+  if (isObject(value) && typeof value['Fn::Sub'] === 'string') {
+    const pseudo: Record<string, string> = {
+      'AWS::Partition': 'aws',
+      'AWS::AccountId': ACCOUNT,
+      'AWS::Region': REGION,
+    };
+    return resolveVariables(
+      value['Fn::Sub'].replace(/\$\{(AWS::\w+)\}/g, (whole, name: string) => pseudo[name] ?? whole),
+      stage,
+    );
+  }
   if (isObject(value)) return cloudFormationValue(variable, value, resources, stateMachineIds, stage);
   return `bench-${variable.toLowerCase()}`;
 };

@@ -247,7 +247,8 @@ export interface ImagePlace {
   region: string;
   ec2: EC2Client;
   kms: KMSClient;
-  ssm: SSMClient;
+  /** Only where parameters are put back (compensation); decommission leaves them alone. */
+  ssm?: SSMClient;
   kmsKeyArn: string;
 }
 
@@ -360,6 +361,9 @@ export const restoreLatestAmiParameters = async (
 ): Promise<void> => {
   for (const record of await deps.audit.resourcesOf(runId, 'LATEST_AMI_PARAMETER')) {
     const detail = record.detail as unknown as LatestAmiDetail;
+    // A distribution region's client, else the stage's region's. (A region since removed from the
+    // stage config is then looked up at home, where the parameter does not name this AMI: nothing
+    // is written.)
     const ssm = (deps.elsewhere ?? []).find((p) => p.region === detail.region)?.ssm ?? deps.ssm;
     await attempt('RESTORE_PARAMETER', record.resourceId, async () => {
       const { Parameter } = await ssm.send(new GetParameterCommand({ Name: detail.name }));

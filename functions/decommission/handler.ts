@@ -2,7 +2,7 @@ import type { Context } from 'aws-lambda';
 import { auditFromEnv } from '../../shared/audit-env';
 import { ec2 } from '../../shared/clients/ec2';
 import { kms } from '../../shared/clients/kms';
-import { clientsIn } from '../../shared/clients/regional';
+import { ec2In, kmsIn } from '../../shared/clients/regional';
 import { stageConfigFromEnv } from '../../shared/config/stage';
 import { requireEnv } from '../../shared/env';
 import { withLogContext } from '../../shared/logger';
@@ -15,7 +15,10 @@ const defaultDeps: RetireDeps = {
   kms,
   audit: auditFromEnv(),
   kmsKeyArn: requireEnv('KMS_KEY_ARN'),
-  elsewhere: distributionPlaces(stageConfigFromEnv().distribution.regions, clientsIn),
+  elsewhere: distributionPlaces(stageConfigFromEnv().distribution.regions, (region) => ({
+    ec2: ec2In(region),
+    kms: kmsIn(region),
+  })),
   now: () => new Date(),
 };
 

@@ -5,25 +5,26 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 /**
  * Clients for another region (a copy's destination), made on first use and kept for the life of
  * the container. Like the shared clients they leave `endpoint` alone, so AWS_ENDPOINT_URL_<SERVICE>
- * still applies.
+ * still applies. One factory per service, so a function bundles only the clients it calls.
  */
+const made = new Map<string, unknown>();
+const cached = <T>(key: string, make: () => T): T => {
+  if (!made.has(key)) made.set(key, make());
+  return made.get(key) as T;
+};
+
+export const ec2In = (region: string): EC2Client => cached(`ec2 ${region}`, () => new EC2Client({ region }));
+export const kmsIn = (region: string): KMSClient => cached(`kms ${region}`, () => new KMSClient({ region }));
+export const ssmIn = (region: string): SSMClient => cached(`ssm ${region}`, () => new SSMClient({ region }));
+
 export interface RegionalClients {
   ec2: EC2Client;
   kms: KMSClient;
   ssm: SSMClient;
 }
 
-const made = new Map<string, RegionalClients>();
-
-export const clientsIn = (region: string): RegionalClients => {
-  let clients = made.get(region);
-  if (!clients) {
-    clients = {
-      ec2: new EC2Client({ region }),
-      kms: new KMSClient({ region }),
-      ssm: new SSMClient({ region }),
-    };
-    made.set(region, clients);
-  }
-  return clients;
-};
+export const clientsIn = (region: string): RegionalClients => ({
+  ec2: ec2In(region),
+  kms: kmsIn(region),
+  ssm: ssmIn(region),
+});

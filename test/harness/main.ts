@@ -16,7 +16,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { parseYaml } from '../../shared/config/files';
 import { LocalPipeline } from './pipeline';
 import type { ExecutionEvent, ExecutionRecord } from './sim/sfn';
-import { REPO_ROOT } from './template';
+import { LOCAL_ACCOUNT_ID, REPO_ROOT } from './template';
 
 const SCENARIOS = {
   release: "the sample app's first release, then a second one switched blue-green (10 → 50 → 100 %)",
@@ -38,7 +38,16 @@ const SCENARIOS = {
   'long-bake': 'a 5-minute and a 5-hour bake: same state transitions, only heartbeats differ',
   approval:
     'approval required (as in prod): the run waits after Validate until an approver approves it through the approval URL',
+  regions:
+    "the AMI copied to eu-central-1 and us-east-1 with each region's key, shared with two accounts, its ids published per region",
+  'region-fails':
+    "the copy to us-east-1 fails: every region's copies, shares and grants are removed, nothing is published",
 } as const;
+
+/** The distribution regions the `regions` scenarios give the stage, each with a (local) stage key. */
+const LOCAL_REGIONS = ['eu-central-1', 'us-east-1'];
+const localRegionKey = (region: string) =>
+  `arn:aws:kms:${region}:${LOCAL_ACCOUNT_ID}:key/mrk-10ca1${region.replace(/-/g, '')}0000000000000000`;
 type Scenario = keyof typeof SCENARIOS;
 
 const { values } = parseArgs({
@@ -110,6 +119,16 @@ const main = async (): Promise<number> => {
     // The approval gate is off in dev; this scenario turns it on, as prod has it.
     ...(scenario === 'approval'
       ? { stageOverrides: { approval: { required: true, timeoutSeconds: 3600 } } }
+      : {}),
+    // Two distribution regions, each with its stage key, for the apps that ask for them.
+    ...(scenario === 'regions' || scenario === 'region-fails'
+      ? {
+          stageOverrides: {
+            distribution: {
+              regions: Object.fromEntries(LOCAL_REGIONS.map((r) => [r, { kmsKeyArn: localRegionKey(r) }])),
+            },
+          },
+        }
       : {}),
   });
   try {
@@ -283,6 +302,46 @@ const runScenario = async (pipeline: LocalPipeline, scenario: Scenario): Promise
         ex[0]?.status === 'SUCCEEDED' &&
         answer.statusCode === 200 &&
         pipeline.path(ex[0].executionArn).includes('AwaitApproval');
+      break;
+    }
+    case 'regions':
+    case 'region-fails': {
+      const fails = scenario === 'region-fails';
+      if (fails) pipeline.ec2At('us-east-1')!.copyOutcome = 'failed';
+      const spread = { ...appConfig, distribution: { regions: LOCAL_REGIONS, accounts: ['444455556666'] } };
+      publish(
+        await message(buildId, '4.0.0', spread),
+        `sample-app 4.0.0 to ${[pipeline.template.stage.region, ...LOCAL_REGIONS].join(', ')}, build ${buildId}`,
+      );
+      await pipeline.settle();
+      const execution = pipeline.sfn.list().find((e) => !before.has(e.executionArn));
+      const runId = execution?.name.split('-').pop() ?? '';
+      console.log(bold('\nwhere the AMI is'));
+      for (const region of [pipeline.template.stage.region, ...LOCAL_REGIONS]) {
+        const images = [...(pipeline.ec2At(region)?.images.values() ?? [])].filter(
+          (i) => i.tags['ami-pipeline:run-id'] === runId,
+        );
+        const parameter = pipeline.ssmAt(region)?.describe('/ami-pipeline/dev/sample-app/latest-ami');
+        const line = images.length
+          ? images
+              .map(
+                (i) =>
+                  `${i.imageId} ${i.state}, key ${String(i.kmsKeyId).split(':').slice(3, 4).join('')}/…, shared with ${[...i.launchPermissions].join(' ')}`,
+              )
+              .join('; ')
+          : 'no AMI of this run';
+        console.log(`  ${region.padEnd(13)} ${line}`);
+        console.log(dim(`  ${''.padEnd(13)} latest-ami: ${parameter ? String(parameter.stored) : '(none)'}`));
+      }
+      expectation = (ex) => {
+        const left = pipeline.leftovers(runId);
+        return fails
+          ? ex.length === 1 &&
+              ex[0]?.status === 'FAILED' &&
+              left.images.length === 0 &&
+              left.grants.length === 0
+          : ex.length === 1 && ex[0]?.status === 'SUCCEEDED' && left.images.length === 3;
+      };
       break;
     }
     case 'long-bake': {

@@ -224,6 +224,24 @@ describe('distribution to regions and accounts', () => {
     }
   });
 
+  it('deletes the parameters a failed first release created, in every region', async () => {
+    failAt = 'RecordRelease';
+    const { execution, runId } = await release('first-app', [FRANKFURT]);
+
+    expect(execution.status).toBe('FAILED');
+    expect(pipeline.path(execution.executionArn)).toContain('PublishAmiIds');
+    for (const region of [HOME, FRANKFURT]) {
+      expect(pipeline.ssmAt(region)?.describe(latestAmi('first-app'))).toBeUndefined();
+    }
+    const restored = (await pipeline.runItems(runId))
+      .filter((i) => i.type === 'UNDONE' && String(i.id).startsWith('RESTORE_PARAMETER#'))
+      .map((i) => String(i.id));
+    expect(restored.sort()).toEqual([
+      `RESTORE_PARAMETER#${FRANKFURT}:${latestAmi('first-app')}`,
+      `RESTORE_PARAMETER#${HOME}:${latestAmi('first-app')}`,
+    ]);
+  });
+
   it('retires a replaced release in every region, and the parameters name the new one', async () => {
     const first = await release('retire-app', [FRANKFURT], '1.0.0');
     const second = await release('retire-app', [FRANKFURT], '2.0.0');
