@@ -336,7 +336,8 @@ export class FaultInjector {
         ? Object.assign(new Error(`Connection timed out after 3000 ms ${marker}`), { name: 'TimeoutError' })
         : Object.assign(new Error(`socket hang up ${marker}`), { code: 'ECONNRESET' });
     }
-    const shape = (SDK_ERRORS[call.service] ?? DEFAULT_SDK_ERRORS)[kind];
+    // A distribution region's client is logged as `<service>@<region>`: the service's own errors.
+    const shape = (SDK_ERRORS[call.service.split('@')[0] ?? ''] ?? DEFAULT_SDK_ERRORS)[kind];
     return Object.assign(new Error(`${shape.message} ${marker}`), {
       name: shape.name,
       $fault: shape.status >= 500 ? 'server' : 'client',

@@ -176,7 +176,10 @@ export class LocalPipeline {
   /** Undoes `instrumentSharedClients` (the shared clients outlive this harness within a process). */
   private readonly uninstrument: (() => void)[] = [];
   /** The stand-ins by service and command name (`SSM` → `SendCommandCommand` → fake). */
-  private readonly standIns = new Map<string, Map<string, (input: never) => Promise<unknown>>>();
+  private readonly standIns = new Map<
+    string,
+    Map<string, (input: never, region?: string) => Promise<unknown>>
+  >();
 
   private constructor(
     readonly template: LocalTemplate,
@@ -966,38 +969,49 @@ export class LocalPipeline {
       // `require`, as LambdaRuntime.load does: the very instances the handlers hold.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const mod = require(path.join(dir, file)) as Record<string, unknown>;
-      for (const client of Object.values(mod)) {
-        if (!isSdkClient(client)) continue;
-        const service = client.constructor.name.replace(/(Document)?Client$/, '');
-        const routes = this.standIns.get(service);
-        if (routes) {
-          const ownSend = Object.getPrototypeOf(Object.getPrototypeOf(client)) as { send: unknown };
-          Object.defineProperty(client, 'send', { value: ownSend.send, configurable: true, writable: true });
-          client.middlewareStack.add(
-            (() => async (args: { input: never }) => {
-              throw new Error(`${service} call not simulated by the harness (${JSON.stringify(args.input)})`);
-            }) as never,
-            { step: 'deserialize', priority: 'low', name: 'harnessUnrouted' } as never,
-          );
-          client.middlewareStack.add(
-            ((next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) =>
-              async (args: { input: never }) => {
-                const fake = routes.get(context.commandName ?? '');
-                if (!fake) return next(args);
-                const output = ((await fake(args.input)) ?? {}) as { $metadata?: object };
-                return { output: { ...output, $metadata: { ...output.$metadata } }, response: {} };
-              }) as never,
-            { step: 'deserialize', priority: 'high', name: 'harnessStandIn' } as never,
-          );
-        }
-        const undo = this.faults.instrument(client, service);
-        this.uninstrument.push(() => {
-          undo();
-          delete (client as { send?: unknown }).send;
-          for (const name of ['harnessStandIn', 'harnessUnrouted']) client.middlewareStack.remove(name);
-        });
+      for (const client of Object.values(mod)) if (isSdkClient(client)) this.instrumentClient(client);
+    }
+    // The clients of each distribution region (made once per region and kept, as in a container),
+    // named `<service>@<region>` in the call log so their calls are sites of their own.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const regional = require(path.join(dir, 'regional.ts')) as typeof import('../../shared/clients/regional');
+    for (const region of this.regions.keys()) {
+      for (const client of Object.values(regional.clientsIn(region)) as unknown[]) {
+        if (isSdkClient(client)) this.instrumentClient(client, region);
       }
     }
+  }
+
+  /** See `instrumentSharedClients`; `region`: a distribution region's client. */
+  private instrumentClient(client: SdkClient, region?: string): void {
+    const service = client.constructor.name.replace(/(Document)?Client$/, '');
+    const routes = this.standIns.get(service);
+    if (routes) {
+      const ownSend = Object.getPrototypeOf(Object.getPrototypeOf(client)) as { send: unknown };
+      Object.defineProperty(client, 'send', { value: ownSend.send, configurable: true, writable: true });
+      client.middlewareStack.add(
+        (() => async (args: { input: never }) => {
+          throw new Error(`${service} call not simulated by the harness (${JSON.stringify(args.input)})`);
+        }) as never,
+        { step: 'deserialize', priority: 'low', name: 'harnessUnrouted' } as never,
+      );
+      client.middlewareStack.add(
+        ((next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) =>
+          async (args: { input: never }) => {
+            const fake = routes.get(context.commandName ?? '');
+            if (!fake) return next(args);
+            const output = ((await fake(args.input, region)) ?? {}) as { $metadata?: object };
+            return { output: { ...output, $metadata: { ...output.$metadata } }, response: {} };
+          }) as never,
+        { step: 'deserialize', priority: 'high', name: 'harnessStandIn' } as never,
+      );
+    }
+    const undo = this.faults.instrument(client, region ? `${service}@${region}` : service);
+    this.uninstrument.push(() => {
+      undo();
+      delete (client as { send?: unknown }).send;
+      for (const name of ['harnessStandIn', 'harnessUnrouted']) client.middlewareStack.remove(name);
+    });
   }
 
   /** The trigger topic's Lambda subscription, with async-invoke retries and the DLQ. */

@@ -115,6 +115,8 @@ export class FaultSuite {
   constructor(
     readonly pipeline: LocalPipeline,
     private readonly prefix: string,
+    /** The app config each case's trigger carries (default: the sample app's, as `triggerMessage` has it). */
+    private readonly appConfig?: (appId: string) => Record<string, unknown>,
   ) {}
 
   get bucket(): string {
@@ -164,7 +166,13 @@ export class FaultSuite {
     pipeline.faults.arm(...plans);
     options.setup?.(appId);
     try {
-      pipeline.publishTrigger(triggerMessage(this.bucket, { appId, buildId }));
+      pipeline.publishTrigger(
+        triggerMessage(this.bucket, {
+          appId,
+          buildId,
+          ...(this.appConfig ? { appConfig: this.appConfig(appId) } : {}),
+        }),
+      );
       await pipeline.settleReconciling();
     } finally {
       pipeline.faults.disarm();
@@ -389,10 +397,21 @@ export class FaultSuite {
       ...[...pipeline.elb.targetGroups.values()]
         .filter((t) => t.runId === runId && t.arn !== live?.targetGroupArn)
         .map((t) => `target group ${t.arn}`),
+      // One grant per key and account (the stage key and each distribution region's key).
       ...[...pipeline.kms.grants.values()]
         .filter((g) => g.name === `ami-pipeline-${runId}`)
-        .slice(1)
+        .filter((g, i, all) => all.findIndex((o) => o.keyId === g.keyId && o.grantee === g.grantee) !== i)
         .map((g) => `grant ${g.grantId}`),
+      // One copy in each distribution region the app asked for, and only its snapshots.
+      ...[...pipeline.regions.entries()].flatMap(([region, { ec2 }]) => {
+        const [copy, ...others] = [...ec2.images.values()].filter((i) => ofRun(i.tags));
+        return [
+          ...others.map((i) => `image ${region}/${i.imageId}`),
+          ...[...ec2.snapshots.values()]
+            .filter((sn) => ofRun(sn.tags) && !copy?.snapshotIds.includes(sn.snapshotId))
+            .map((sn) => `snapshot ${region}/${sn.snapshotId}`),
+        ];
+      }),
     ];
     const succeeded = [...pipeline.commands.commands.values()].filter(
       (c) => c.comment.includes(runId) && c.status === 'Success',
