@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import * as z from 'zod';
 import type { AuditRepository, ResourceRecord } from './audit';
-import type { LatestAmiDetail } from './distribution/publish';
+import { restorePolicy, type LatestAmiDetail } from './distribution/publish';
 import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { findUnrecordedCommands } from './commands/unrecorded';
@@ -366,8 +366,14 @@ export const restoreLatestAmiParameters = async (
     // is written.)
     const ssm = (deps.elsewhere ?? []).find((p) => p.region === detail.region)?.ssm ?? deps.ssm;
     await attempt('RESTORE_PARAMETER', record.resourceId, async () => {
-      const { Parameter } = await ssm.send(new GetParameterCommand({ Name: detail.name }));
-      if (Parameter?.Value !== detail.amiId) return false;
+      const { Parameter } = await ssm
+        .send(new GetParameterCommand({ Name: detail.name }))
+        .catch((err: unknown) =>
+          errorName(err) === 'ParameterNotFound' ? { Parameter: undefined } : Promise.reject(err),
+        );
+      // As the run left it: its AMI, or (a region it withdrew from) no parameter at all. Anything
+      // else was written since, and stays.
+      if (detail.amiId === null ? Parameter !== undefined : Parameter?.Value !== detail.amiId) return false;
       if (detail.previous) {
         await ssm.send(
           new PutParameterCommand({
@@ -379,6 +385,8 @@ export const restoreLatestAmiParameters = async (
             Overwrite: true,
           }),
         );
+        // Who may read it goes back too (the run may have added or dropped accounts).
+        if (detail.arn) await restorePolicy(ssm, detail.arn, detail.previousPolicy ?? null);
       } else {
         await ssm.send(new DeleteParameterCommand({ Name: detail.name }));
       }

@@ -178,6 +178,14 @@ export class ApprovalExpiredError extends PipelineError {
 }
 
 /**
+ * AwaitApproval's token was answered with success, but the run's approval item does not show an
+ * audited approval by a session of the approver role (VerifyApproval): someone else sent it.
+ */
+export class ApprovalNotVerifiedError extends PipelineError {
+  override readonly name = 'ApprovalNotVerifiedError';
+}
+
+/**
  * An AWS call failed in a way worth trying again (a throttle, a 5xx, a timeout or a dropped
  * connection) after the SDK's own retries gave up. Workers throw this one name for every service, so
  * the state machine retries it with one `ErrorEquals` instead of each service's spelling

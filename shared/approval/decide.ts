@@ -154,6 +154,8 @@ export const decideApproval = async (event: unknown, deps: DecideDeps): Promise<
 };
 
 const decide = async (event: unknown, deps: DecideDeps) => {
+  // Only a Function URL request: a direct invocation with a task's input is never a decision.
+  if (!isFunctionUrlEvent(event)) throw new InvalidDecisionError('not a Function URL request');
   const parsed = functionUrlEventSchema.safeParse(event);
   if (!parsed.success) throw new InvalidDecisionError('not a Function URL request');
   const request = parsed.data;
@@ -174,7 +176,13 @@ const decide = async (event: unknown, deps: DecideDeps) => {
   const now = deps.now();
   const token = pendingToken(item, now);
   if (token === undefined) {
-    if (item.status === 'PENDING') await deps.approvals.expire(body.runId, now.toISOString());
+    if (item.status === 'PENDING' && item.taskToken !== undefined) {
+      await deps.approvals.expire(
+        body.runId,
+        { taskToken: item.taskToken, status: 'PENDING' },
+        now.toISOString(),
+      );
+    }
     throw refusalFor(item, now);
   }
 
@@ -234,25 +242,35 @@ const decide = async (event: unknown, deps: DecideDeps) => {
       );
     }
   } catch (err) {
+    // Not applied through this token. The decision is withdrawn (EXPIRED when the token is gone,
+    // back to PENDING when worth trying again), unless a retried AwaitApproval request applied it
+    // to its own new token meanwhile: then the run has it, and the approver is told so.
     const gone = isGone(err);
-    await deps.audit.recordEvent({
-      runId: item.runId,
-      type: 'DECISION_NOT_APPLIED',
-      at: deps.now().toISOString(),
-      stage: 'Approval',
-      id: decision.at,
-      detail: { ...detail, decision: status, error: errorName(err) },
-    });
-    if (gone) {
-      await deps.approvals.expire(body.runId, deps.now().toISOString());
-      throw new ApprovalExpiredError(
-        `run ${body.runId} no longer waits for approval (Step Functions: ${errorName(err)}); nothing was applied`,
-      );
+    const withdrawn = gone
+      ? await deps.approvals.expire(body.runId, { taskToken: token, status }, deps.now().toISOString())
+      : await deps.approvals.undoDecision(body.runId, token, decision.at);
+    if (withdrawn || !(await appliedByRetry(deps.approvals, body.runId, status, decision.at))) {
+      await deps.audit.recordEvent({
+        runId: item.runId,
+        type: 'DECISION_NOT_APPLIED',
+        at: deps.now().toISOString(),
+        stage: 'Approval',
+        id: decision.at,
+        detail: { ...detail, decision: status, error: errorName(err) },
+      });
+      if (gone) {
+        throw new ApprovalExpiredError(
+          `run ${body.runId} no longer waits for approval (Step Functions: ${errorName(err)}); nothing was applied`,
+        );
+      }
+      throw err;
     }
-    await deps.approvals.undoDecision(body.runId, token, decision.at);
-    throw err;
+    logger.info('approval decision applied by the retried AwaitApproval request', {
+      runId: item.runId,
+      error: errorName(err),
+    });
   }
-  await deps.approvals.forgetToken(body.runId);
+  await deps.approvals.forgetToken(body.runId, deps.now().toISOString());
   logger.info('approval decided', { runId: item.runId, status, principal: decision.principal });
   return {
     runId: item.runId,
@@ -277,6 +295,17 @@ const parseBody = (raw: string | undefined, base64: boolean): DecisionBody => {
   const body = decisionBodySchema.safeParse(json);
   if (!body.success) throw new InvalidDecisionError(describeIssues(body.error).join('; '));
   return body.data;
+};
+
+/** Whether a retried AwaitApproval request answered its new token with this very decision. */
+const appliedByRetry = async (
+  approvals: ApprovalStore,
+  runId: string,
+  status: 'APPROVED' | 'REJECTED',
+  decidedAt: string,
+): Promise<boolean> => {
+  const current = await approvals.get(runId);
+  return current?.status === status && current.decidedAt === decidedAt && current.appliedAt !== undefined;
 };
 
 /** The token a decision may answer: only a pending approval's, before its deadline. */

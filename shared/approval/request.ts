@@ -62,7 +62,7 @@ export const requestApproval = async (input: ApprovalRequest, deps: RequestDeps)
   const now = deps.now();
   const deadline = new Date(now.getTime() + input.timeoutSeconds * 1000);
   const { run } = input;
-  const item = await deps.approvals.putPending({
+  const pending = {
     runId: run.runId,
     appId: run.appId,
     environment: run.environment,
@@ -71,8 +71,15 @@ export const requestApproval = async (input: ApprovalRequest, deps: RequestDeps)
     requestedAt: now.toISOString(),
     deadline: deadline.toISOString(),
     expiresAt: Math.floor(deadline.getTime() / 1000) + APPROVAL_RETENTION_SECONDS,
-  });
-  if (!item) return answerFromDecision(input, deps);
+  };
+  let item = await deps.approvals.putPending(pending);
+  if (!item) {
+    const answered = await answerFromDecision(input, deps);
+    if (answered) return answered;
+    // The decision was expired meanwhile (it never reached the run): wait for a new one.
+    item = await deps.approvals.putPending(pending);
+    if (!item) throw new Error(`approval of run ${run.runId} changed while requesting it; try again`);
+  }
 
   const report = `s3://${deps.reportsBucket}/${input.validate.reportKey}`;
   const inspec = {
@@ -133,14 +140,33 @@ export const requestApproval = async (input: ApprovalRequest, deps: RequestDeps)
   };
 };
 
-/** A retried AwaitApproval whose run was decided already gets that decision for its new token. */
-const answerFromDecision = async (input: ApprovalRequest, deps: RequestDeps): Promise<RequestOutcome> => {
+/**
+ * A retried AwaitApproval whose run was decided already gets that decision for its new token. The
+ * decision is marked applied first, so the approver's answer to the old token (refused as gone)
+ * neither expires it nor tells the approver it was not applied. Returns undefined when the decision
+ * was expired before it could be marked (the caller then parks the token).
+ */
+const answerFromDecision = async (
+  input: ApprovalRequest,
+  deps: RequestDeps,
+): Promise<RequestOutcome | undefined> => {
   const decided = await deps.approvals.get(input.run.runId);
+  if (decided?.status === 'EXPIRED' || decided?.status === 'PENDING') return undefined;
   if (!decided?.decidedBy || !decided.decidedAt) {
     throw new Error(
       `approval of run ${input.run.runId} is ${decided?.status ?? 'missing'} without a decision`,
     );
   }
+  // Only the execution that asked: a request naming another execution's run is not a retry of it.
+  if (decided.executionArn !== input.run.executionArn) {
+    throw new Error(`approval of run ${input.run.runId} belongs to another execution`);
+  }
+  const applied = await deps.approvals.markApplied(
+    input.run.runId,
+    { status: decided.status, decidedAt: decided.decidedAt },
+    deps.now().toISOString(),
+  );
+  if (!applied) return undefined;
   const decision = {
     principal: decided.decidedBy,
     at: decided.decidedAt,

@@ -28,6 +28,15 @@ export interface ApprovalItem {
   decidedBy?: string;
   decidedAt?: string;
   reason?: string;
+  /**
+   * When the decision reached the run: set by the decision once Step Functions took it, or by a
+   * retried AwaitApproval request before it answers its new token with the decision. Once set, the
+   * decision is never expired.
+   */
+  appliedAt?: string;
+  /** Which path applied it: the approver's `decision`, or a retried `request`. */
+  appliedBy?: 'decision' | 'request';
+  expiredAt?: string;
 }
 
 /** Everything about an approval but its token: what may be logged, returned or shown. */
@@ -83,7 +92,9 @@ export class ApprovalStore {
           UpdateExpression:
             'SET kind = :kind, runId = :runId, appId = :appId, environment = :environment, ' +
             'executionArn = :executionArn, #status = :pending, taskToken = :token, ' +
-            'requestedAt = if_not_exists(requestedAt, :requestedAt), deadline = :deadline, expiresAt = :expiresAt',
+            'requestedAt = if_not_exists(requestedAt, :requestedAt), deadline = :deadline, expiresAt = :expiresAt ' +
+            // An earlier decision that never reached the run (expired) is not this attempt's.
+            'REMOVE decidedBy, decidedAt, reason, expiredAt',
           ConditionExpression: 'attribute_not_exists(pk) OR #status IN (:pending, :expired)',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
@@ -156,59 +167,142 @@ export class ApprovalStore {
     }
   }
 
-  /** The decision reached Step Functions: the token is of no further use, so it is not kept. */
-  async forgetToken(runId: string): Promise<void> {
+  /**
+   * The decision reached Step Functions: it is applied (unless a retried request applied it first)
+   * and the token is of no further use, so it is not kept.
+   */
+  async forgetToken(runId: string, at: string): Promise<void> {
     await this.db.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: approvalKey(runId),
-        UpdateExpression: 'REMOVE taskToken',
-        ConditionExpression: '#status <> :pending',
+        UpdateExpression:
+          'SET appliedAt = if_not_exists(appliedAt, :at), appliedBy = if_not_exists(appliedBy, :by) REMOVE taskToken',
+        ConditionExpression: '#status IN (:approved, :rejected)',
         ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':pending': 'PENDING' },
+        ExpressionAttributeValues: {
+          ':approved': 'APPROVED',
+          ':rejected': 'REJECTED',
+          ':at': at,
+          ':by': 'decision',
+        },
       }),
     );
   }
 
   /**
-   * Puts a decided approval back to PENDING (Step Functions could not be told, for a reason worth
-   * trying again): only the decision this caller made, still holding the same token.
+   * A retried AwaitApproval request is about to answer its new token with the recorded decision:
+   * marks it applied first, so the approver's own answer to the old token, refused as gone, does not
+   * expire it (expire's condition). Returns false when the decision is no longer there (it was
+   * expired meanwhile: the request then parks its token and waits for a new decision).
    */
-  async undoDecision(runId: string, taskToken: string, decidedAt: string): Promise<void> {
+  async markApplied(
+    runId: string,
+    decided: { status: 'APPROVED' | 'REJECTED'; decidedAt: string },
+    at: string,
+  ): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: approvalKey(runId),
+          UpdateExpression:
+            'SET appliedAt = if_not_exists(appliedAt, :at), appliedBy = if_not_exists(appliedBy, :by)',
+          ConditionExpression: '#status = :decision AND decidedAt = :decidedAt',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':decision': decided.status,
+            ':decidedAt': decided.decidedAt,
+            ':at': at,
+            ':by': 'request',
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Puts a decided approval back to PENDING (Step Functions could not be told, for a reason worth
+   * trying again): only the decision this caller made, still holding the same token, and not one a
+   * retried request applied meanwhile. Returns whether it put it back.
+   */
+  async undoDecision(runId: string, taskToken: string, decidedAt: string): Promise<boolean> {
     try {
       await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: approvalKey(runId),
           UpdateExpression: 'SET #status = :pending REMOVE decidedBy, decidedAt, reason',
-          ConditionExpression: 'taskToken = :token AND decidedAt = :at',
+          ConditionExpression: 'taskToken = :token AND decidedAt = :at AND attribute_not_exists(appliedAt)',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':pending': 'PENDING', ':token': taskToken, ':at': decidedAt },
         }),
       );
+      return true;
     } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
     }
   }
 
   /**
-   * The run no longer waits (its state timed out, or the execution ended): the approval is EXPIRED
-   * and its token dropped. Only from PENDING, or from a decision Step Functions refused as too late.
+   * The token `mine` no longer answers (its state timed out, or the execution ended): the approval is
+   * EXPIRED and its token dropped. Only while the item still holds that token in the status the
+   * caller saw (PENDING past its deadline, or the caller's own decision Step Functions refused as too
+   * late), and never once a decision was applied: a retried request that parked a newer token, or
+   * that answered its new token with the decision, is left alone. Returns whether it expired it.
    */
-  async expire(runId: string, at: string): Promise<void> {
+  async expire(
+    runId: string,
+    mine: { taskToken: string; status: ApprovalStatus },
+    at: string,
+  ): Promise<boolean> {
+    return this.expireIf(
+      runId,
+      'taskToken = :token AND #status = :seen AND attribute_not_exists(appliedAt)',
+      { ':token': mine.taskToken, ':seen': mine.status },
+      at,
+    );
+  }
+
+  /**
+   * The execution left AwaitApproval without an approval (it timed out, was rejected, or its success
+   * was not verified): a still PENDING approval of that execution is EXPIRED and its token dropped.
+   */
+  async expirePending(runId: string, executionArn: string, at: string): Promise<boolean> {
+    return this.expireIf(
+      runId,
+      '#status = :pending AND executionArn = :executionArn',
+      { ':pending': 'PENDING', ':executionArn': executionArn },
+      at,
+    );
+  }
+
+  private async expireIf(
+    runId: string,
+    condition: string,
+    values: Record<string, string>,
+    at: string,
+  ): Promise<boolean> {
     try {
       await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: approvalKey(runId),
           UpdateExpression: 'SET #status = :expired, expiredAt = :at REMOVE taskToken',
-          ConditionExpression: 'attribute_exists(pk) AND attribute_exists(taskToken)',
+          ConditionExpression: condition,
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':expired': 'EXPIRED', ':at': at },
+          ExpressionAttributeValues: { ':expired': 'EXPIRED', ':at': at, ...values },
         }),
       );
+      return true;
     } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
     }
   }
 }

@@ -7,6 +7,15 @@ const environmentRulesSchema = z.strictObject({
   runtimeInstanceTypes: z.array(z.string()).min(1),
   asgSize: z.strictObject({ min: z.number().int().min(0), max: z.number().int().min(1) }),
   maxAllowedFailedControls: z.number().int().min(0),
+  /**
+   * The accounts apps of this environment may share their AMIs with (shareWithAccountId and
+   * distribution.accounts): each gets launch permission and a grant on the stage key. Left out, an
+   * app may share only with its own shareWithAccountId.
+   */
+  shareAccounts: z
+    .array(z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'))
+    .min(1)
+    .optional(),
 });
 
 /** `config/rules.yml`: the platform team's rules every app config must satisfy. */
@@ -69,6 +78,27 @@ export const checkRules = (app: AppConfig, rules: Rules, environment: string): s
   if (app.runtime.maxSize > env.asgSize.max) {
     violations.push(
       `runtime.maxSize: ${app.runtime.maxSize} is above the ${environment} maximum of ${env.asgSize.max}`,
+    );
+  }
+  const shareAccounts = env.shareAccounts;
+  if (shareAccounts) {
+    const allowed = `allowed in ${environment}: ${list(shareAccounts)}`;
+    if (!shareAccounts.includes(app.shareWithAccountId)) {
+      violations.push(
+        `shareWithAccountId: ${app.shareWithAccountId} is not an account to share with (${allowed})`,
+      );
+    }
+    app.distribution.accounts.forEach((account, i) => {
+      if (!shareAccounts.includes(account))
+        violations.push(
+          `distribution.accounts[${i}]: ${account} is not an account to share with (${allowed})`,
+        );
+    });
+  } else {
+    app.distribution.accounts.forEach((account, i) =>
+      violations.push(
+        `distribution.accounts[${i}]: ${account}: apps in ${environment} share only with their shareWithAccountId (config/rules.yml environments.${environment}.shareAccounts lists no others)`,
+      ),
     );
   }
   app.services.forEach((service, i) => {

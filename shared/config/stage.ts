@@ -171,8 +171,8 @@ export const stageConfigSchema = z.strictObject({
     .default({ required: false, timeoutSeconds: 86400 }),
 });
 
-/** CopyToRegion's state timeout: the distribute function's own timeout (functions/distribute/function.yml). */
-export const COPY_TASK_TIMEOUT_SECONDS = 900;
+/** CopyToRegion's state timeout, above the distribute function's own 900 s (a template test keeps it so). */
+export const COPY_TASK_TIMEOUT_SECONDS = 960;
 
 /**
  * The longest DistributeToRegions can take: every distribution region of the stage, maxConcurrentCopies

@@ -103,6 +103,9 @@ export const copyToRegion = async (input: CopyInput, deps: CopyDeps): Promise<Co
     kmsKeyArn: target.kmsKeyArn,
   });
 
+  // The EC2 waiter retries on every error until its time is up: one look first, so a denied or
+  // failing DescribeImages fails the attempt now rather than after copyWaitSeconds.
+  await describeImage(clients.ec2, amiId);
   try {
     await waitUntilImageAvailable(
       { client: clients.ec2, maxWaitTime: deps.stage.distribution.copyWaitSeconds, minDelay: 15 },

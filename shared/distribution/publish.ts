@@ -1,4 +1,6 @@
 import {
+  DeleteParameterCommand,
+  DeleteResourcePolicyCommand,
   GetParameterCommand,
   GetResourcePoliciesCommand,
   ParameterNotFound,
@@ -43,7 +45,7 @@ export interface PublishDeps {
   ec2: EC2Client;
   clientsIn: (region: string) => RegionalClients;
   audit: AuditRepository;
-  stage: Pick<StageConfig, 'stage' | 'region'>;
+  stage: Pick<StageConfig, 'stage' | 'region' | 'distribution'>;
   now: () => Date;
 }
 
@@ -55,9 +57,14 @@ export const latestAmiParameterName = (stage: string, appId: string): string =>
 export interface LatestAmiDetail {
   region: string;
   name: string;
-  amiId: string;
+  /** The parameter's ARN (its resource policy is addressed by it). */
+  arn: string;
+  /** The AMI the run published there; null when it withdrew the parameter (a region it is not in). */
+  amiId: string | null;
   /** The value before this run wrote it; null when this run created the parameter. */
   previous: { value: string; version: number } | null;
+  /** This pipeline's resource policy on it before the run (who could read it), or null. */
+  previousPolicy: string | null;
 }
 
 export const RESOURCE_POLICY_SID = 'AmiPipelineConsumersRead';
@@ -92,13 +99,17 @@ export const publishAmis = async (input: PublishInput, deps: PublishDeps): Promi
     }
     // Recorded before the write, with the value it replaces; a retried attempt keeps that record.
     const mine = recorded.find((r) => (r.detail as LatestAmiDetail | undefined)?.region === region);
+    const arn = parameterArn(run, region, name);
     if (!mine) {
       const previous = await currentValue(clients.ssm, name);
+      const previousPolicy = previous ? ((await ourPolicy(clients.ssm, arn))?.Policy ?? null) : null;
       await record('LATEST_AMI_PARAMETER', `${region}:${name}`, {
         region,
         name,
+        arn,
         amiId,
         previous,
+        previousPolicy,
       } satisfies LatestAmiDetail);
     }
     const put = await clients.ssm.send(
@@ -113,8 +124,35 @@ export const publishAmis = async (input: PublishInput, deps: PublishDeps): Promi
         Description: `Current AMI of ${run.appId} in ${deps.stage.stage} (ami-pipeline run ${run.runId}, version ${config.release.version})`,
       }),
     );
-    await shareParameter(clients.ssm, parameterArn(run, region, name), accounts);
+    await shareParameter(clients.ssm, arn, accounts);
     parameters.push({ region, name, amiId, version: put.Version ?? 0 });
+  }
+  // A distribution region this release is not in (the app dropped it): the parameter there still
+  // names an earlier release's copy, which that release's decommission will remove. Withdrawn, and
+  // recorded like a write (amiId null) so compensation puts it back.
+  const released = new Set([input.home.region, ...input.copies.map((c) => c.region)]);
+  for (const region of Object.keys(deps.stage.distribution.regions).filter((r) => !released.has(r))) {
+    const { ssm } = deps.clientsIn(region);
+    const arn = parameterArn(run, region, name);
+    if (!recorded.some((r) => (r.detail as LatestAmiDetail | undefined)?.region === region)) {
+      const previous = await currentValue(ssm, name);
+      if (!previous) continue;
+      const previousPolicy = (await ourPolicy(ssm, arn))?.Policy ?? null;
+      await record('LATEST_AMI_PARAMETER', `${region}:${name}`, {
+        region,
+        name,
+        arn,
+        amiId: null,
+        previous,
+        previousPolicy,
+      } satisfies LatestAmiDetail);
+    }
+    try {
+      await ssm.send(new DeleteParameterCommand({ Name: name }));
+    } catch (err) {
+      if (!(err instanceof ParameterNotFound || (err as Error).name === 'ParameterNotFound')) throw err;
+    }
+    logger.info('latest AMI withdrawn from a region the release is not in', { parameter: name, region });
   }
   logger.info('latest AMI published', { parameter: name, regions: parameters.map((p) => p.region) });
   return { parameters };
@@ -128,6 +166,40 @@ const currentValue = async (ssm: SSMClient, name: string): Promise<LatestAmiDeta
     if (err instanceof ParameterNotFound || (err as Error).name === 'ParameterNotFound') return null;
     throw err;
   }
+};
+
+/** This pipeline's statement among the parameter's resource policies (by its Sid), if any. */
+export const ourPolicy = async (ssm: SSMClient, arn: string) => {
+  const { Policies = [] } = await ssm.send(new GetResourcePoliciesCommand({ ResourceArn: arn }));
+  return Policies.find((p) => p.Policy?.includes(RESOURCE_POLICY_SID));
+};
+
+/**
+ * Puts this pipeline's resource policy back as it was (`policy`), or removes it (`null`): who may
+ * read the parameter goes back with its value when a run is compensated.
+ */
+export const restorePolicy = async (ssm: SSMClient, arn: string, policy: string | null): Promise<void> => {
+  const ours = await ourPolicy(ssm, arn);
+  if (policy === null) {
+    if (ours?.PolicyId && ours.PolicyHash) {
+      await ssm.send(
+        new DeleteResourcePolicyCommand({
+          ResourceArn: arn,
+          PolicyId: ours.PolicyId,
+          PolicyHash: ours.PolicyHash,
+        }),
+      );
+    }
+    return;
+  }
+  if (ours?.Policy === policy) return;
+  await ssm.send(
+    new PutResourcePolicyCommand({
+      ResourceArn: arn,
+      Policy: policy,
+      ...(ours ? { PolicyId: ours.PolicyId, PolicyHash: ours.PolicyHash } : {}),
+    }),
+  );
 };
 
 /**
@@ -150,8 +222,7 @@ const shareParameter = async (ssm: SSMClient, arn: string, accounts: string[]): 
   // A write whose answer was lost (the SDK retries it without the new hash) or a concurrent change
   // is a conflict: read the policy again and write against its current hash, a bounded few times.
   for (let attempt = 1; ; attempt++) {
-    const { Policies = [] } = await ssm.send(new GetResourcePoliciesCommand({ ResourceArn: arn }));
-    const ours = Policies.find((p) => p.Policy?.includes(RESOURCE_POLICY_SID));
+    const ours = await ourPolicy(ssm, arn);
     if (ours?.Policy && JSON.stringify(JSON.parse(ours.Policy)) === policy) return;
     try {
       await ssm.send(

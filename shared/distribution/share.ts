@@ -87,7 +87,8 @@ export const shareImage = async (
     const grant = await target.kms.send(
       new CreateGrantCommand({
         KeyId: kmsKeyArn,
-        GranteePrincipal: `arn:aws:iam::${account}:root`,
+        // The key's partition (aws, aws-us-gov, aws-cn) is the account's too.
+        GranteePrincipal: `arn:${kmsKeyArn.split(':')[1] ?? 'aws'}:iam::${account}:root`,
         Operations: LAUNCH_GRANT_OPERATIONS,
         Name: launchGrantName(runId),
       }),

@@ -64,6 +64,7 @@ import {
   AddTagsToResourceCommand,
   CancelCommandCommand,
   DeleteParameterCommand,
+  DeleteResourcePolicyCommand,
   DescribeInstanceInformationCommand,
   GetParameterCommand,
   GetResourcePoliciesCommand,
@@ -490,7 +491,7 @@ export class LocalPipeline {
     };
   }
 
-  // ---- the approval gate (functions/approval, docs/approval.md) ------------------------------
+  // ---- the approval gate (functions/approval, functions/approval-decide, docs/approval.md) -----
 
   /** An assumed-role session ARN of the stage's approver role, as AWS names the caller. */
   approverPrincipal(session = 'release-manager'): string {
@@ -536,7 +537,7 @@ export class LocalPipeline {
   }
 
   /**
-   * Invokes the approval function with the event Lambda delivers for a Function URL request
+   * Invokes the approvalDecide function with the event Lambda delivers for a Function URL request
    * (payload format 2.0) after AWS_IAM authentication: the caller in requestContext.authorizer.iam.
    */
   async decide(
@@ -585,7 +586,7 @@ export class LocalPipeline {
       body: typeof body === 'string' ? body : JSON.stringify(body),
       isBase64Encoded: false,
     };
-    const response = (await this.lambda.invoke('approval', event, { caller: 'FunctionUrl' })) as {
+    const response = (await this.lambda.invoke('approvalDecide', event, { caller: 'FunctionUrl' })) as {
       statusCode: number;
       body: string;
     };
@@ -856,6 +857,7 @@ export class LocalPipeline {
     onSsm(DeleteParameterCommand, (input, region) => parameters(region).deleteParameter(input));
     onSsm(GetResourcePoliciesCommand, (input, region) => parameters(region).getResourcePolicies(input));
     onSsm(PutResourcePolicyCommand, (input, region) => parameters(region).putResourcePolicy(input));
+    onSsm(DeleteResourcePolicyCommand, (input, region) => parameters(region).deleteResourcePolicy(input));
     onSsm(AddTagsToResourceCommand, (input) => this.ssm.addTagsToResource(input));
     onSsm(SendCommandCommand, (input) => this.commands.sendCommand(input));
     onSsm(CancelCommandCommand, (input) => this.commands.cancelCommand(input));

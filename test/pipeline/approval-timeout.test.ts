@@ -44,6 +44,12 @@ describe('an approval nobody gives in time', () => {
       compensationStatus: 'COMPLETE',
     });
 
+    // ExpireApproval closed it on the way to compensation: nothing holds the token any more.
+    expect(pipeline.path(execution.executionArn)).toContain('ExpireApproval');
+    const expired = await pipeline.approvalItem(runId);
+    expect(expired?.status).toBe('EXPIRED');
+    expect(expired?.taskToken).toBeUndefined();
+
     const late = await pipeline.approve(runId, {
       principal: pipeline.approverPrincipal('late-larry'),
       reason: 'sorry, was at lunch',

@@ -158,6 +158,57 @@ describe('the approval gate', () => {
     expect(failure).toMatchObject({ failedStage: 'Approval', error: 'ApprovalRejectedError' });
   });
 
+  it('fails a run whose token someone answered without a decision at Approval (ApprovalNotVerifiedError), compensates it and expires the approval', async () => {
+    const { executionArn, runId, pending } = await runAwaitingApproval('forged-app');
+    const mallory = 'arn:aws:sts::000000000000:assumed-role/PlatformAdmin/mallory';
+
+    // Whoever holds the token and states:SendTaskSuccess (here: straight to Step Functions, with
+    // the token read from the coordination table) answers it, claiming an approval.
+    pipeline.sfn.sendTaskSuccess({
+      taskToken: String(pending.taskToken),
+      output: JSON.stringify({
+        approvedBy: mallory,
+        approvedAt: new Date().toISOString(),
+        reason: 'trust me',
+      }),
+    });
+    await pipeline.settle();
+
+    const execution = pipeline.sfn.get(executionArn);
+    expect(execution.status).toBe('FAILED');
+    expect(execution.error).toBe('ApprovalNotVerifiedError');
+    expect(pipeline.path(executionArn)).toEqual(
+      expect.arrayContaining([
+        'AwaitApproval',
+        'VerifyApproval',
+        'ExpireApproval',
+        'ApprovalFailed',
+        'Compensate',
+        'DestroyGreenStack',
+      ]),
+    );
+    expect(pipeline.path(executionArn)).not.toContain('SmokeTest');
+    const [run] = await pipeline.runsOf('forged-app');
+    expect(run).toMatchObject({
+      status: 'FAILED',
+      failedStage: 'Approval',
+      errorName: 'ApprovalNotVerifiedError',
+      compensationStatus: 'COMPLETE',
+    });
+    expect(String(run?.errorCause)).toContain('its approval is PENDING, not APPROVED');
+    expect(Object.values(await pipeline.orphans(runId, 'forged-app')).flat()).toEqual([]);
+    // The approval no longer waits: EXPIRED, its token dropped; a late approval is refused.
+    const item = await pipeline.approvalItem(runId);
+    expect(item?.status).toBe('EXPIRED');
+    expect(item?.taskToken).toBeUndefined();
+    expect(await eventsOf(runId, 'APPROVED')).toEqual([]);
+    const late = await pipeline.approve(runId, {
+      principal: pipeline.approverPrincipal('erin'),
+      reason: 'ok',
+    });
+    expect(late.statusCode).toBe(410);
+  });
+
   it('answers 404 for a run that never asked for approval', async () => {
     const answer = await pipeline.approve('0123456789abcdef0123', {
       principal: pipeline.approverPrincipal(),

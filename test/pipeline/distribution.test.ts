@@ -47,8 +47,8 @@ describe('distribution to regions and accounts', () => {
     for (const { ec2 } of pipeline.regions.values()) ec2.copyOutcome = 'available';
   });
 
-  const release = async (appId: string, regions: string[], version = '1.4.2') => {
-    const appConfig = sampleAppConfig({ appId, distribution: { regions, accounts: [DR_ACCOUNT] } });
+  const release = async (appId: string, regions: string[], version = '1.4.2', accounts = [DR_ACCOUNT]) => {
+    const appConfig = sampleAppConfig({ appId, distribution: { regions, accounts } });
     pipeline.publishTrigger(
       triggerMessage(pipeline.name('ArtifactsBucket'), {
         appId,
@@ -201,12 +201,15 @@ describe('distribution to regions and accounts', () => {
   });
 
   it('puts the previous AMI ids back when a later stage fails after publishing', async () => {
-    const first = await release('keep-app', [FRANKFURT], '1.0.0');
+    // The first release shares with the app's account only; the failed second one adds another.
+    const first = await release('keep-app', [FRANKFURT], '1.0.0', []);
     expect(first.execution.status).toBe('SUCCEEDED');
     const before = [HOME, FRANKFURT].map((r) => pipeline.ssmAt(r)?.describe(latestAmi('keep-app'))?.stored);
+    const readersBefore = [HOME, FRANKFURT].map((r) => pipeline.ssmAt(r)?.readers(latestAmi('keep-app')));
+    expect(readersBefore).toEqual([[APP_ACCOUNT], [APP_ACCOUNT]]);
 
     failAt = 'RecordRelease';
-    const second = await release('keep-app', [FRANKFURT], '1.1.0');
+    const second = await release('keep-app', [FRANKFURT], '1.1.0', [DR_ACCOUNT]);
 
     expect(second.execution.status).toBe('FAILED');
     expect(second.outcome).toMatchObject({
@@ -217,6 +220,10 @@ describe('distribution to regions and accounts', () => {
     expect(pipeline.path(second.execution.executionArn)).toContain('PublishAmiIds');
     expect([HOME, FRANKFURT].map((r) => pipeline.ssmAt(r)?.describe(latestAmi('keep-app'))?.stored)).toEqual(
       before,
+    );
+    // And so do its readers: the account the failed run added cannot read it any more.
+    expect([HOME, FRANKFURT].map((r) => pipeline.ssmAt(r)?.readers(latestAmi('keep-app')))).toEqual(
+      readersBefore,
     );
     for (const region of [HOME, FRANKFURT]) {
       expect(ofRun(second.runId, region)).toEqual([]);
@@ -240,6 +247,32 @@ describe('distribution to regions and accounts', () => {
       `RESTORE_PARAMETER#${FRANKFURT}:${latestAmi('first-app')}`,
       `RESTORE_PARAMETER#${HOME}:${latestAmi('first-app')}`,
     ]);
+  });
+
+  it('withdraws the parameter from a region the app drops, and a failed run puts it back', async () => {
+    const first = await release('shrink-app', [FRANKFURT], '1.0.0');
+    const [copy] = ofRun(first.runId, FRANKFURT);
+    expect(pipeline.ssmAt(FRANKFURT)?.describe(latestAmi('shrink-app'))?.stored).toBe(copy?.imageId);
+
+    // A release that no longer goes to Frankfurt, failing after it published: Frankfurt's value is back.
+    failAt = 'RecordRelease';
+    const failed = await release('shrink-app', [], '2.0.0');
+    expect(failed.execution.status).toBe('FAILED');
+    expect(pipeline.ssmAt(FRANKFURT)?.describe(latestAmi('shrink-app'))?.stored).toBe(copy?.imageId);
+    expect(pipeline.ssmAt(FRANKFURT)?.readers(latestAmi('shrink-app')).sort()).toEqual([
+      APP_ACCOUNT,
+      DR_ACCOUNT,
+    ]);
+    failAt = undefined;
+
+    // The same release succeeding: Frankfurt no longer names the old copy, which is decommissioned.
+    const shrunk = await release('shrink-app', [], '2.0.1');
+    expect(shrunk.execution.status).toBe('SUCCEEDED');
+    expect(pipeline.ssmAt(FRANKFURT)?.describe(latestAmi('shrink-app'))).toBeUndefined();
+    expect(ofRun(first.runId, FRANKFURT)).toEqual([]);
+    expect(pipeline.ssmAt(HOME)?.describe(latestAmi('shrink-app'))?.stored).toBe(
+      ofRun(shrunk.runId, HOME)[0]?.imageId,
+    );
   });
 
   it('retires a replaced release in every region, and the parameters name the new one', async () => {

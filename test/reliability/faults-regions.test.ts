@@ -69,11 +69,9 @@ describe('faults at every AWS call of a release distributed to another region', 
 
   it('compensates a persistent fault in the other region: nothing survives in either region', async () => {
     const failures: string[] = [];
-    // Not DescribeImages: a persistent failure there keeps the copy's EC2 waiter retrying until
-    // copyWaitSeconds runs out, then CopyPendingError, copyRetries times: bounded, but minutes long.
-    const regional = distributionSites().filter(
-      (s) => s.service.endsWith(`@${REGION}`) && s.layer === 'sdk' && s.operation !== 'DescribeImages',
-    );
+    // DescribeImages included: the worker looks once before the EC2 waiter (which retries every
+    // error until copyWaitSeconds), so a persistent failure fails the attempt at once.
+    const regional = distributionSites().filter((s) => s.service.endsWith(`@${REGION}`) && s.layer === 'sdk');
     for (const site of regional) {
       const result = await suite.run([persistentPlan(site)]);
       if (result.state !== 'COMPENSATED' || result.problems.length > 0) {

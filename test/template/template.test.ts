@@ -78,6 +78,7 @@ const FUNCTIONS = [
   'decommission',
   'compensate',
   'approval',
+  'approvalDecide',
 ];
 /** `commandCompleted` → `CommandCompleted`, the prefix of the framework's logical ids for a function. */
 const capitalized = (name: string): string => `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
@@ -678,6 +679,7 @@ describe('the packaged CloudFormation template', () => {
           'Provision',
           'Validate',
           'AwaitApproval',
+          'VerifyApproval',
           'SmokeTest',
           'PrepareTraffic',
           'ShiftTraffic',
@@ -688,6 +690,11 @@ describe('the packaged CloudFormation template', () => {
           name,
           at(asList(stateNamed(definition, name).Catch).at(-1), 'Next'),
         ]);
+        // A catch may first close what its stage left open (ExpireApproval) on the way to its marker.
+        const markerOf = (name: string): string => {
+          const state = stateNamed(definition, name);
+          return state.Type === 'Task' && !name.endsWith('Failed') ? markerOf(String(state.Next)) : name;
+        };
 
         expect(ids(markers)).toEqual(
           expect.arrayContaining([
@@ -704,9 +711,9 @@ describe('the packaged CloudFormation template', () => {
           ]),
         );
         expect(byId(markers, (state) => state.Next)).toEqual(sameForAll(ids(markers), 'Compensate'));
-        expect(byId(stageCatchAll, (marker) => at(stateNamed(definition, String(marker)), 'Next'))).toEqual(
-          sameForAll(ids(stageCatchAll), 'Compensate'),
-        );
+        expect(
+          byId(stageCatchAll, (marker) => at(stateNamed(definition, markerOf(String(marker))), 'Next')),
+        ).toEqual(sameForAll(ids(stageCatchAll), 'Compensate'));
       });
 
       it('copies to each other region in a bounded Map whose every item ends before a failed region is compensated', () => {
@@ -746,6 +753,23 @@ describe('the packaged CloudFormation template', () => {
         expect(successPath(definition, 1)).toEqual(
           expect.arrayContaining(['DistributeToRegions', 'PublishAmiIds']),
         );
+      });
+
+      it('gives every Lambda task more time than its function: a state never times out while its worker still runs', () => {
+        const { definition, variables } = definitionOf();
+        const tooShort = allStates(definition)
+          .filter(([, state]) => state.Resource === 'arn:aws:states:::lambda:invoke')
+          .flatMap(([name, state]) => {
+            const fn = functionOf(state, variables);
+            const timeout = fn ? at(stack.template.Resources[fn]?.Properties, 'Timeout') : undefined;
+            if (typeof timeout !== 'number') return [`${name}: no function timeout found (${String(fn)})`];
+            return Number(state.TimeoutSeconds) > timeout
+              ? []
+              : [`${name}: TimeoutSeconds ${String(state.TimeoutSeconds)} ≤ ${fn} timeout ${timeout}`];
+          });
+
+        // (Compensation would otherwise run beside a copy or a publish that is still writing.)
+        expect(tooShort).toEqual([]);
       });
 
       it('publishes the AMI ids after the traffic switch and before the release goes live, compensating a failure', () => {
@@ -1113,8 +1137,12 @@ describe('the packaged CloudFormation template', () => {
 
         expect(Object.fromEntries(actions.map((action) => [action, holders(action)]))).toEqual({
           'ssm:SendCommand': ['bake', 'provision', 'validate'].map(roleOf).sort(),
-          'states:SendTaskSuccess': ['approval', 'commandCompleted', 'reconciler'].map(roleOf).sort(),
-          'states:SendTaskFailure': ['approval', 'commandCompleted', 'reconciler'].map(roleOf).sort(),
+          'states:SendTaskSuccess': ['approval', 'approvalDecide', 'commandCompleted', 'reconciler']
+            .map(roleOf)
+            .sort(),
+          'states:SendTaskFailure': ['approval', 'approvalDecide', 'commandCompleted', 'reconciler']
+            .map(roleOf)
+            .sort(),
           'ec2:DeregisterImage': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
           'ec2:DeleteSnapshot': ['compensate', 'decommission', 'distribute'].map(roleOf).sort(),
           'elasticloadbalancing:ModifyListener': ['compensate', 'traffic'].map(roleOf).sort(),
@@ -1441,7 +1469,13 @@ describe('the packaged CloudFormation template', () => {
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
             // The latest-ami parameter of each region, and its resource policy (sharing).
             ...grant(
-              ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:GetResourcePolicies', 'ssm:PutResourcePolicy'],
+              [
+                'ssm:GetParameter',
+                'ssm:PutParameter',
+                'ssm:DeleteParameter',
+                'ssm:GetResourcePolicies',
+                'ssm:PutResourcePolicy',
+              ],
               latestAmiParameters(),
             ),
           ].sort(),
@@ -1460,7 +1494,17 @@ describe('the packaged CloudFormation template', () => {
             ...grant(['ec2:DescribeImages', 'ec2:DescribeSnapshots'], ['*']),
             ...grant(['elasticloadbalancing:ModifyListener'], [stageListeners()], stageTagged()),
             // A failed run's latest-ami values are put back (or the parameter it created deleted).
-            ...grant(['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'], latestAmiParameters()),
+            ...grant(
+              [
+                'ssm:GetParameter',
+                'ssm:PutParameter',
+                'ssm:DeleteParameter',
+                'ssm:GetResourcePolicies',
+                'ssm:PutResourcePolicy',
+                'ssm:DeleteResourcePolicy',
+              ],
+              latestAmiParameters(),
+            ),
           ].sort(),
         );
       });

@@ -11,12 +11,21 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { run as runApprovalWorker } from '../../functions/approval/handler';
+import { run as runDecideFunction } from '../../functions/approval-decide/handler';
 import { AuditRepository } from '../../shared/audit';
 import { decideApproval, type DecideDeps } from '../../shared/approval/decide';
 import { requestApproval, type ApprovalRequest, type RequestDeps } from '../../shared/approval/request';
 import { ApprovalStore, type ApprovalItem } from '../../shared/approval/store';
+import {
+  expireApproval,
+  verifyApproval,
+  type ApprovalCheck,
+  type VerifyDeps,
+} from '../../shared/approval/verify';
 import { logger } from '../../shared/logger';
 import { approvalRequestedSchema } from '../../shared/notification';
+import { inCallOrder } from './support/call-order';
 import { EXECUTION_ARN, RUN_ID } from './support/fixtures';
 
 const dbMock = mockClient(DynamoDBDocumentClient);
@@ -32,8 +41,10 @@ const NOW = new Date('2025-03-04T12:00:00.000Z');
 const KEY = { pk: `APPROVAL#${RUN_ID}` };
 
 const db = DynamoDBDocumentClient.from(new DynamoDBClient({}));
-const deps: RequestDeps & DecideDeps = {
+const deps: RequestDeps & DecideDeps & VerifyDeps = {
   approvals: new ApprovalStore(db, TEST_ENV.COORDINATION_TABLE),
+  db,
+  auditTable: TEST_ENV.AUDIT_TABLE,
   audit: new AuditRepository(db, TEST_ENV.AUDIT_TABLE),
   sns: new SNSClient({}),
   sfn: new SFNClient({}),
@@ -245,6 +256,65 @@ describe('approval worker: a request from AwaitApproval', () => {
     });
     expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 0);
   });
+
+  it("marks the decision applied before it answers the retry's new token with it", async () => {
+    dbMock.on(UpdateCommand, { Key: KEY, ReturnValues: 'ALL_NEW' }).rejects(conditionFailed());
+    dbMock.on(GetCommand, { Key: KEY }).resolves({
+      Item: { ...PENDING, status: 'APPROVED', decidedBy: APPROVER, decidedAt: '2025-03-04T11:30:00.000Z' },
+    });
+
+    await requestApproval({ ...REQUEST, taskToken: `${TOKEN}-retry` }, deps);
+
+    const marked = dbMock
+      .commandCalls(UpdateCommand)
+      .find((c) => c.args[0].input.ConditionExpression === '#status = :decision AND decidedAt = :decidedAt');
+    expect(marked?.args[0].input.ExpressionAttributeValues).toMatchObject({
+      ':decision': 'APPROVED',
+      ':decidedAt': '2025-03-04T11:30:00.000Z',
+      ':by': 'request',
+    });
+    expect(inCallOrder(marked, sfnMock.commandCalls(SendTaskSuccessCommand)[0])).toBe(true);
+  });
+
+  it('parks the new token instead when the decision was expired before it could be applied', async () => {
+    dbMock
+      .on(UpdateCommand, { Key: KEY, ReturnValues: 'ALL_NEW' })
+      .rejectsOnce(conditionFailed())
+      .resolves({ Attributes: PENDING });
+    dbMock.on(GetCommand, { Key: KEY }).resolves({
+      Item: { ...PENDING, status: 'APPROVED', decidedBy: APPROVER, decidedAt: '2025-03-04T11:30:00.000Z' },
+    });
+    dbMock
+      .on(UpdateCommand, { Key: KEY, ConditionExpression: '#status = :decision AND decidedAt = :decidedAt' })
+      .rejects(conditionFailed());
+
+    const outcome = await requestApproval({ ...REQUEST, taskToken: `${TOKEN}-retry` }, deps);
+
+    expect(outcome.status).toBe('PENDING');
+    expect(sfnMock.calls()).toHaveLength(0);
+    expect(
+      dbMock.commandCalls(UpdateCommand).filter((c) => c.args[0].input.ReturnValues === 'ALL_NEW'),
+    ).toHaveLength(2);
+  });
+
+  it("does not answer a token with another execution's decision", async () => {
+    dbMock.on(UpdateCommand, { Key: KEY, ReturnValues: 'ALL_NEW' }).rejects(conditionFailed());
+    dbMock.on(GetCommand, { Key: KEY }).resolves({
+      Item: { ...PENDING, status: 'APPROVED', decidedBy: APPROVER, decidedAt: '2025-03-04T11:30:00.000Z' },
+    });
+
+    await expect(
+      requestApproval(
+        {
+          ...REQUEST,
+          taskToken: 'someone-elses-token',
+          run: { ...REQUEST.run, executionArn: `${EXECUTION_ARN}-x` },
+        },
+        deps,
+      ),
+    ).rejects.toThrow('belongs to another execution');
+    expect(sfnMock.calls()).toHaveLength(0);
+  });
 });
 
 describe('approval worker: a decision through the Function URL', () => {
@@ -289,9 +359,11 @@ describe('approval worker: a decision through the Function URL', () => {
       taskToken: TOKEN,
       output: JSON.stringify({ approvedBy: APPROVER, approvedAt: NOW.toISOString(), reason: 'CAB-1234' }),
     });
+    // Applied by this decision, and the token is not kept.
     expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
       Key: KEY,
-      UpdateExpression: 'REMOVE taskToken',
+      UpdateExpression: expect.stringMatching(/^SET appliedAt = .* REMOVE taskToken$/),
+      ExpressionAttributeValues: expect.objectContaining({ ':by': 'decision' }),
     });
   });
 
@@ -424,13 +496,63 @@ describe('approval worker: a decision through the Function URL', () => {
 
     expect(response.statusCode).toBe(410);
     expect(bodyOf(response)).toMatchObject({ error: 'ApprovalExpiredError' });
+    // Only its own decision on its own token, and never one a retried request applied.
     expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
       Key: KEY,
       UpdateExpression: 'SET #status = :expired, expiredAt = :at REMOVE taskToken',
+      ConditionExpression: 'taskToken = :token AND #status = :seen AND attribute_not_exists(appliedAt)',
+      ExpressionAttributeValues: expect.objectContaining({ ':token': TOKEN, ':seen': 'APPROVED' }),
     });
     // The decision that came too late is on the record as not applied.
     expect(dbMock).toHaveReceivedCommandWith(PutCommand, {
       Item: expect.objectContaining({ type: 'DECISION_NOT_APPLIED' }),
+    });
+  });
+
+  it("answers 200, not 410, when a retried AwaitApproval request applied the decision to its new token while this one's went stale", async () => {
+    // The decision claims the pending item holding T1; AwaitApproval is retried with T2 meanwhile:
+    // the retried request finds the decision, marks it applied and approves T2; then T1 is refused.
+    sfnMock
+      .on(SendTaskSuccessCommand, { taskToken: TOKEN })
+      .rejects(new TaskTimedOut({ message: 'Task Timed Out', $metadata: {} }));
+    dbMock
+      .on(UpdateCommand, {
+        Key: KEY,
+        ConditionExpression: 'taskToken = :token AND #status = :seen AND attribute_not_exists(appliedAt)',
+      })
+      .rejects(conditionFailed());
+    dbMock
+      .on(GetCommand, { Key: KEY })
+      .resolvesOnce({ Item: PENDING })
+      .resolves({
+        Item: {
+          ...PENDING,
+          status: 'APPROVED',
+          decidedBy: APPROVER,
+          decidedAt: NOW.toISOString(),
+          appliedAt: NOW.toISOString(),
+          appliedBy: 'request',
+        },
+      });
+
+    const response = await decideApproval(urlEvent({ runId: RUN_ID, decision: 'approve' }), deps);
+
+    expect(response.statusCode).toBe(200);
+    expect(bodyOf(response)).toMatchObject({ status: 'APPROVED', decidedBy: APPROVER });
+    // Nothing says it was not applied, and the item is not expired: it stays APPROVED.
+    expect(dbMock).not.toHaveReceivedCommandWith(PutCommand, {
+      Item: expect.objectContaining({ type: 'DECISION_NOT_APPLIED' }),
+    });
+    expect(
+      dbMock
+        .commandCalls(UpdateCommand)
+        .filter((c) => c.args[0].input.UpdateExpression?.startsWith('SET #status = :expired'))
+        .map((c) => c.args[0].input.ConditionExpression),
+    ).toEqual(['taskToken = :token AND #status = :seen AND attribute_not_exists(appliedAt)']);
+    expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+      Key: KEY,
+      UpdateExpression: expect.stringMatching(/REMOVE taskToken$/),
+      ConditionExpression: '#status IN (:approved, :rejected)',
     });
   });
 
@@ -443,9 +565,11 @@ describe('approval worker: a decision through the Function URL', () => {
 
     expect(response.statusCode).toBe(410);
     expect(sfnMock.calls()).toHaveLength(0);
+    // Only the pending item holding the token it read: not a retry's newer token.
     expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
       Key: KEY,
       UpdateExpression: 'SET #status = :expired, expiredAt = :at REMOVE taskToken',
+      ExpressionAttributeValues: expect.objectContaining({ ':token': TOKEN, ':seen': 'PENDING' }),
     });
   });
 
@@ -474,5 +598,136 @@ describe('approval worker: a decision through the Function URL', () => {
     );
 
     expect(response.statusCode).toBe(400);
+  });
+});
+
+describe('approval worker: VerifyApproval, after AwaitApproval was answered with success', () => {
+  const CHECK: ApprovalCheck = { action: 'verify', run: REQUEST.run };
+  const DECIDED_AT = '2025-03-04T11:30:00.000Z';
+  const { taskToken: _token, ...decided } = PENDING;
+  const APPROVED: ApprovalItem = {
+    ...decided,
+    status: 'APPROVED',
+    decidedBy: APPROVER,
+    decidedAt: DECIDED_AT,
+    reason: 'CAB-1234',
+    appliedAt: DECIDED_AT,
+  };
+  const EVENT_KEY = { pk: `RUN#${RUN_ID}`, sk: `EVENT#${DECIDED_AT}#APPROVED#${DECIDED_AT}` };
+  const auditedEvent = {
+    ...EVENT_KEY,
+    entity: 'EVENT',
+    type: 'APPROVED',
+    detail: { principal: APPROVER, decidedAt: DECIDED_AT, reason: 'CAB-1234' },
+  };
+
+  beforeEach(() => {
+    dbMock.on(GetCommand, { Key: KEY }).resolves({ Item: APPROVED });
+    dbMock
+      .on(GetCommand, { TableName: TEST_ENV.AUDIT_TABLE, Key: EVENT_KEY })
+      .resolves({ Item: auditedEvent });
+  });
+
+  it("returns the approver's audited decision, read from the run's own approval item", async () => {
+    await expect(verifyApproval(CHECK, deps)).resolves.toEqual({
+      approvedBy: APPROVER,
+      approvedAt: DECIDED_AT,
+      reason: 'CAB-1234',
+    });
+    expect(dbMock).toHaveReceivedCommandWith(GetCommand, {
+      TableName: TEST_ENV.AUDIT_TABLE,
+      Key: EVENT_KEY,
+      ConsistentRead: true,
+    });
+  });
+
+  it.each<[string, Partial<ApprovalItem> | undefined, Record<string, unknown> | undefined, RegExp]>([
+    [
+      'the approval is still PENDING (the token was answered by someone else)',
+      { status: 'PENDING' },
+      auditedEvent,
+      /is PENDING, not APPROVED/,
+    ],
+    ['the approval was REJECTED', { status: 'REJECTED' }, auditedEvent, /is REJECTED/],
+    ['the run has no approval item', undefined, auditedEvent, /no approval item/],
+    [
+      'the item is of another execution',
+      { executionArn: `${EXECUTION_ARN}-other` },
+      auditedEvent,
+      /another execution/,
+    ],
+    [
+      'the approver is not a session of the approver role',
+      { decidedBy: `arn:aws:sts::${ACCOUNT}:assumed-role/PlatformAdmin/mallory` },
+      {
+        ...auditedEvent,
+        detail: {
+          ...auditedEvent.detail,
+          principal: `arn:aws:sts::${ACCOUNT}:assumed-role/PlatformAdmin/mallory`,
+        },
+      },
+      /is not a session of/,
+    ],
+    ['the decision is not in the audit table', {}, undefined, /not in the audit table/],
+    [
+      'the audited decision names someone else',
+      {},
+      { ...auditedEvent, detail: { ...auditedEvent.detail, principal: APPROVER.replace('alice', 'bob') } },
+      /not in the audit table/,
+    ],
+  ])('fails with ApprovalNotVerifiedError when %s', async (_case, item, event, message) => {
+    dbMock
+      .on(GetCommand, { Key: KEY })
+      .resolves(item === undefined ? {} : { Item: { ...APPROVED, ...item } });
+    dbMock
+      .on(GetCommand, { TableName: TEST_ENV.AUDIT_TABLE, Key: EVENT_KEY })
+      .resolves(event ? { Item: event } : {});
+
+    const failure = verifyApproval(CHECK, deps);
+
+    await expect(failure).rejects.toMatchObject({ name: 'ApprovalNotVerifiedError' });
+    await expect(failure).rejects.toThrow(message);
+  });
+});
+
+describe('approval worker: ExpireApproval, after the run left AwaitApproval without an approval', () => {
+  it("expires the execution's approval only while it is PENDING, dropping the token", async () => {
+    const outcome = await expireApproval({ action: 'expire', run: REQUEST.run }, deps);
+
+    expect(outcome).toEqual({ runId: RUN_ID, expired: true });
+    expect(dbMock).toHaveReceivedCommandWith(UpdateCommand, {
+      Key: KEY,
+      UpdateExpression: 'SET #status = :expired, expiredAt = :at REMOVE taskToken',
+      ConditionExpression: '#status = :pending AND executionArn = :executionArn',
+      ExpressionAttributeValues: expect.objectContaining({ ':executionArn': EXECUTION_ARN }),
+    });
+  });
+
+  it('leaves a decided approval as it is', async () => {
+    dbMock.on(UpdateCommand, { Key: KEY }).rejects(conditionFailed());
+
+    await expect(expireApproval({ action: 'expire', run: REQUEST.run }, deps)).resolves.toEqual({
+      runId: RUN_ID,
+      expired: false,
+    });
+  });
+});
+
+describe('the two approval functions', () => {
+  it("the state machine's worker refuses an event shaped like a Function URL request, even one claiming an approver", async () => {
+    const forged = { ...urlEvent({ runId: RUN_ID, decision: 'approve' }), ...REQUEST };
+
+    await expect(runApprovalWorker(forged, deps)).rejects.toMatchObject({ name: 'InvalidTaskInputError' });
+    expect(dbMock.calls()).toHaveLength(0);
+    expect(sfnMock.calls()).toHaveLength(0);
+  });
+
+  it("the approvers' function refuses a task's input (a direct invocation) with 400 and touches nothing", async () => {
+    const response = await runDecideFunction(REQUEST, deps);
+
+    expect(response.statusCode).toBe(400);
+    expect(bodyOf(response)).toMatchObject({ error: 'InvalidDecisionError' });
+    expect(dbMock.calls()).toHaveLength(0);
+    expect(sfnMock.calls()).toHaveLength(0);
   });
 });

@@ -1,4 +1,5 @@
 import { appConfigSchema } from '../../shared/config/app';
+import { checkRules, loadRules } from '../../shared/config/rules';
 import { checkedStageConfigSchema } from '../../shared/config/stage';
 import { loadStageConfig } from '../../shared/config/stage-file';
 import { describeIssues } from '../../shared/validation';
@@ -82,6 +83,39 @@ describe('distribution settings', () => {
       expect(issuesOf(parsed).sort()).toEqual([
         'distribution.accounts.0: must be a 12-digit AWS account id',
         'distribution.regions: must not list a region twice',
+      ]);
+    });
+  });
+
+  describe('of the accounts an app shares with (config/rules.yml shareAccounts)', () => {
+    const rules = loadRules(CONFIG_DIR);
+    const app = (shareWithAccountId: string, accounts: string[]) =>
+      appConfigSchema.parse({
+        ...sampleAppConfig(),
+        shareWithAccountId,
+        distribution: { regions: [], accounts },
+      });
+    const sharing = (violations: string[]) =>
+      violations.filter((v) => v.startsWith('shareWithAccountId') || v.startsWith('distribution.accounts'));
+
+    it('accepts accounts the environment lists', () => {
+      expect(sharing(checkRules(app('111122223333', ['444455556666']), rules, 'dev'))).toEqual([]);
+    });
+
+    it('names every account the environment does not list, the app account included', () => {
+      expect(
+        sharing(checkRules(app('555566667777', ['444455556666', '888899990000']), rules, 'dev')),
+      ).toEqual([
+        'shareWithAccountId: 555566667777 is not an account to share with (allowed in dev: 111122223333, 444455556666)',
+        'distribution.accounts[1]: 888899990000 is not an account to share with (allowed in dev: 111122223333, 444455556666)',
+      ]);
+    });
+
+    it('refuses further accounts where the environment lists none, and keeps the app account', () => {
+      expect(rules.environments.prod?.shareAccounts).toBeUndefined();
+      expect(sharing(checkRules(app('111122223333', []), rules, 'prod'))).toEqual([]);
+      expect(sharing(checkRules(app('111122223333', ['444455556666']), rules, 'prod'))).toEqual([
+        'distribution.accounts[0]: 444455556666: apps in prod share only with their shareWithAccountId (config/rules.yml environments.prod.shareAccounts lists no others)',
       ]);
     });
   });

@@ -30,6 +30,7 @@ describe('pipeline errors', () => {
       'ApprovalAlreadyDecidedError',
       'ApprovalExpiredError',
       'ApprovalNotFoundError',
+      'ApprovalNotVerifiedError',
       'ApprovalRejectedError',
       'AuditConflictError',
       'AwsTransientError',

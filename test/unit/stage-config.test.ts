@@ -454,8 +454,8 @@ describe('stage config: the lock outlives a run', () => {
       }),
     );
 
-    // Three regions two at a time: two rounds, each up to three attempts of the 900 s task timeout.
-    expect(longestRunSeconds(withRegions) - base).toBe(2 * 3 * 900);
+    // Three regions two at a time: two rounds, each up to three attempts of the 960 s task timeout.
+    expect(longestRunSeconds(withRegions) - base).toBe(2 * 3 * 960);
   });
 
   it('counts the wait for approval where the stage requires it: the run holds its lock meanwhile', () => {

@@ -140,6 +140,24 @@ export class ParameterStoreSim {
     return { PolicyId: policyId, PolicyHash: policyHash, ...meta };
   }
 
+  deleteResourcePolicy(input: {
+    ResourceArn?: string | undefined;
+    PolicyId?: string | undefined;
+    PolicyHash?: string | undefined;
+  }) {
+    const name = this.nameOf(input.ResourceArn);
+    const existing = this.policies.get(name);
+    if (!existing || input.PolicyId !== existing.policyId || input.PolicyHash !== existing.policyHash) {
+      throw Object.assign(new Error('policy id or hash does not match'), {
+        name: existing ? 'ResourcePolicyConflictException' : 'ResourcePolicyNotFoundException',
+        $fault: 'client',
+        $metadata: {},
+      });
+    }
+    this.policies.delete(name);
+    return meta;
+  }
+
   /** The accounts a parameter's resource policy lets read it. */
   readers(name: string): string[] {
     const policy = this.policies.get(name);

@@ -22,6 +22,9 @@ export const TEST_ENV = {
   COORDINATION_TABLE: 'ami-pipeline-dev-coordination',
   KMS_KEY_ARN: 'arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
   LOCK_TTL_SECONDS: '43200',
+  // The approval functions: the role whose sessions decide, and where the request is published.
+  APPROVER_ROLE_ARN: 'arn:aws:iam::123456789012:role/ami-pipeline-dev-approver',
+  OUTCOME_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:ami-pipeline-dev-outcome',
   // The token workers (bake, provision, validate): where their commands find tooling and log to.
   ASSETS_PREFIX: 'tooling/0123456789ab',
   COMMAND_LOG_GROUP: '/ami-pipeline/dev/commands',
