@@ -371,21 +371,26 @@ export const restoreLatestAmiParameters = async (
         .catch((err: unknown) =>
           errorName(err) === 'ParameterNotFound' ? { Parameter: undefined } : Promise.reject(err),
         );
-      // As the run left it: its AMI, or (a region it withdrew from) no parameter at all. Anything
-      // else was written since, and stays.
-      if (detail.amiId === null ? Parameter !== undefined : Parameter?.Value !== detail.amiId) return false;
+      // As the run left it: its AMI, or (a region it withdrew from) no parameter at all. Or already
+      // holding the previous value: an earlier attempt put it back but not, perhaps, its policy.
+      // Anything else was written since, and stays.
+      const asRunLeft = detail.amiId === null ? Parameter === undefined : Parameter?.Value === detail.amiId;
+      const valueBack = detail.previous !== null && Parameter?.Value === detail.previous.value;
+      if (!asRunLeft && !valueBack) return false;
       if (detail.previous) {
-        await ssm.send(
-          new PutParameterCommand({
-            Name: detail.name,
-            Value: detail.previous.value,
-            Type: 'String',
-            DataType: 'aws:ec2:image',
-            Tier: 'Advanced',
-            Overwrite: true,
-          }),
-        );
-        // Who may read it goes back too (the run may have added or dropped accounts).
+        if (!valueBack) {
+          await ssm.send(
+            new PutParameterCommand({
+              Name: detail.name,
+              Value: detail.previous.value,
+              Type: 'String',
+              DataType: 'aws:ec2:image',
+              Tier: 'Advanced',
+              Overwrite: true,
+            }),
+          );
+        }
+        // Who may read it goes back too (the run may have added or dropped accounts); idempotent.
         if (detail.arn) await restorePolicy(ssm, detail.arn, detail.previousPolicy ?? null);
       } else {
         await ssm.send(new DeleteParameterCommand({ Name: detail.name }));

@@ -179,27 +179,37 @@ export const ourPolicy = async (ssm: SSMClient, arn: string) => {
  * read the parameter goes back with its value when a run is compensated.
  */
 export const restorePolicy = async (ssm: SSMClient, arn: string, policy: string | null): Promise<void> => {
-  const ours = await ourPolicy(ssm, arn);
-  if (policy === null) {
-    if (ours?.PolicyId && ours.PolicyHash) {
+  // A conflict (a lost answer retried without the new hash, or a concurrent change): read again.
+  for (let attempt = 1; ; attempt++) {
+    const ours = await ourPolicy(ssm, arn);
+    try {
+      if (policy === null) {
+        if (ours?.PolicyId && ours.PolicyHash) {
+          await ssm.send(
+            new DeleteResourcePolicyCommand({
+              ResourceArn: arn,
+              PolicyId: ours.PolicyId,
+              PolicyHash: ours.PolicyHash,
+            }),
+          );
+        }
+        return;
+      }
+      if (ours?.Policy === policy) return;
       await ssm.send(
-        new DeleteResourcePolicyCommand({
+        new PutResourcePolicyCommand({
           ResourceArn: arn,
-          PolicyId: ours.PolicyId,
-          PolicyHash: ours.PolicyHash,
+          Policy: policy,
+          ...(ours ? { PolicyId: ours.PolicyId, PolicyHash: ours.PolicyHash } : {}),
         }),
       );
+      return;
+    } catch (err) {
+      const name = (err as Error).name;
+      if (name === 'ResourcePolicyNotFoundException' && policy === null) return;
+      if (name !== 'ResourcePolicyConflictException' || attempt >= 3) throw err;
     }
-    return;
   }
-  if (ours?.Policy === policy) return;
-  await ssm.send(
-    new PutResourcePolicyCommand({
-      ResourceArn: arn,
-      Policy: policy,
-      ...(ours ? { PolicyId: ours.PolicyId, PolicyHash: ours.PolicyHash } : {}),
-    }),
-  );
 };
 
 /**
