@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import * as z from 'zod';
 import type { AuditRepository, ResourceRecord } from './audit';
-import { restorePolicy, type LatestAmiDetail } from './distribution/publish';
+import { setConsumersPolicy, type LatestAmiDetail } from './distribution/publish';
 import { COMMAND_STEPS, NOT_ENDED_STATUSES } from './commands/contract';
 import type { TaskStore } from './commands/tasks';
 import { findUnrecordedCommands } from './commands/unrecorded';
@@ -391,7 +391,7 @@ export const restoreLatestAmiParameters = async (
           );
         }
         // Who may read it goes back too (the run may have added or dropped accounts); idempotent.
-        if (detail.arn) await restorePolicy(ssm, detail.arn, detail.previousPolicy ?? null);
+        if (detail.arn) await setConsumersPolicy(ssm, detail.arn, detail.previousPolicy ?? null);
       } else {
         await ssm.send(new DeleteParameterCommand({ Name: detail.name }));
       }

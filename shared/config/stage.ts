@@ -16,6 +16,19 @@ export const AUDITOR_PRINCIPAL_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:(root|role
 
 export { LOG_RETENTION_DAYS, TRAFFIC_MAX_SOAK_SECONDS, TRAFFIC_MAX_STEPS } from './limits';
 
+/** Who may assume a role the stack makes (auditor, approver): account roots, roles or users. */
+const trustedPrincipals = z
+  .array(
+    z
+      .string()
+      .regex(
+        AUDITOR_PRINCIPAL_PATTERN,
+        'must be the ARN of an account root, IAM role or IAM user (arn:aws:iam::<account>:root|role/…|user/…)',
+      ),
+  )
+  .min(1)
+  .optional();
+
 /** `config/<stage>.yml`: everything that differs between environments. */
 export const stageConfigSchema = z.strictObject({
   stage: z.string().regex(STAGE_PATTERN, `must match ${STAGE_PATTERN.source}`),
@@ -127,17 +140,7 @@ export const stageConfigSchema = z.strictObject({
      * stage account's root is trusted: the account's own IAM policies then decide who may assume it
      * (config/stage.cjs fills that in, as only CloudFormation knows the account).
      */
-    auditorPrincipals: z
-      .array(
-        z
-          .string()
-          .regex(
-            AUDITOR_PRINCIPAL_PATTERN,
-            'must be the ARN of an account root, IAM role or IAM user (arn:aws:iam::<account>:root|role/…|user/…)',
-          ),
-      )
-      .min(1)
-      .optional(),
+    auditorPrincipals: trustedPrincipals,
   }),
   /**
    * The approval gate after Validate (docs/approval.md): when required, the run waits up to
@@ -156,17 +159,7 @@ export const stageConfigSchema = z.strictObject({
        * Who may assume the approver role (`ami-pipeline-<stage>-approver`). Left out, the stage
        * account's root is trusted and the account's own IAM policies decide (config/stage.cjs).
        */
-      approverPrincipals: z
-        .array(
-          z
-            .string()
-            .regex(
-              AUDITOR_PRINCIPAL_PATTERN,
-              'must be the ARN of an account root, IAM role or IAM user (arn:aws:iam::<account>:root|role/…|user/…)',
-            ),
-        )
-        .min(1)
-        .optional(),
+      approverPrincipals: trustedPrincipals,
     })
     .default({ required: false, timeoutSeconds: 86400 }),
 });

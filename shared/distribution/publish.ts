@@ -175,11 +175,17 @@ export const ourPolicy = async (ssm: SSMClient, arn: string) => {
 };
 
 /**
- * Puts this pipeline's resource policy back as it was (`policy`), or removes it (`null`): who may
- * read the parameter goes back with its value when a run is compensated.
+ * Sets this pipeline's resource policy on the parameter (`policy`), or removes it (`null`): who may
+ * read it. Publishing shares it so; compensation puts back what it was before the run.
  */
-export const restorePolicy = async (ssm: SSMClient, arn: string, policy: string | null): Promise<void> => {
-  // A conflict (a lost answer retried without the new hash, or a concurrent change): read again.
+export const setConsumersPolicy = async (
+  ssm: SSMClient,
+  arn: string,
+  policy: string | null,
+): Promise<void> => {
+  // A write whose answer was lost (the SDK retries it without the new hash) or a concurrent change
+  // is a conflict: read the policy again and write against its current hash, a bounded few times.
+  const same = (a: string, b: string) => JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
   for (let attempt = 1; ; attempt++) {
     const ours = await ourPolicy(ssm, arn);
     try {
@@ -195,7 +201,7 @@ export const restorePolicy = async (ssm: SSMClient, arn: string, policy: string 
         }
         return;
       }
-      if (ours?.Policy === policy) return;
+      if (ours?.Policy && same(ours.Policy, policy)) return;
       await ssm.send(
         new PutResourcePolicyCommand({
           ResourceArn: arn,
@@ -216,35 +222,20 @@ export const restorePolicy = async (ssm: SSMClient, arn: string, policy: string 
  * Lets the accounts read the parameter: a resource policy (SSM shares it through AWS RAM), kept
  * as the one statement this pipeline owns and replaced when the accounts change.
  */
-const shareParameter = async (ssm: SSMClient, arn: string, accounts: string[]): Promise<void> => {
-  const policy = JSON.stringify({
-    Version: '2012-10-17',
-    Statement: [
-      {
-        Sid: RESOURCE_POLICY_SID,
-        Effect: 'Allow',
-        Principal: { AWS: accounts },
-        Action: ['ssm:GetParameter', 'ssm:GetParameters'],
-        Resource: arn,
-      },
-    ],
-  });
-  // A write whose answer was lost (the SDK retries it without the new hash) or a concurrent change
-  // is a conflict: read the policy again and write against its current hash, a bounded few times.
-  for (let attempt = 1; ; attempt++) {
-    const ours = await ourPolicy(ssm, arn);
-    if (ours?.Policy && JSON.stringify(JSON.parse(ours.Policy)) === policy) return;
-    try {
-      await ssm.send(
-        new PutResourcePolicyCommand({
-          ResourceArn: arn,
-          Policy: policy,
-          ...(ours ? { PolicyId: ours.PolicyId, PolicyHash: ours.PolicyHash } : {}),
-        }),
-      );
-      return;
-    } catch (err) {
-      if ((err as Error).name !== 'ResourcePolicyConflictException' || attempt >= 3) throw err;
-    }
-  }
-};
+const shareParameter = (ssm: SSMClient, arn: string, accounts: string[]): Promise<void> =>
+  setConsumersPolicy(
+    ssm,
+    arn,
+    JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Sid: RESOURCE_POLICY_SID,
+          Effect: 'Allow',
+          Principal: { AWS: accounts },
+          Action: ['ssm:GetParameter', 'ssm:GetParameters'],
+          Resource: arn,
+        },
+      ],
+    }),
+  );
