@@ -1,7 +1,7 @@
 import { LocalPipeline } from '../harness/pipeline';
 import { LOCAL_ACCOUNT_ID } from '../harness/template';
 import { sampleAppConfig } from '../fixtures/messages';
-import { FaultSuite, persistentPlan, transientPlan, type Baseline } from './faults-support';
+import { FaultSuite, persistentPlan, transientFailures, type Baseline } from './faults-support';
 
 /**
  * Issue 8, faults at every AWS call of a release copied to another region and shared with two
@@ -54,17 +54,7 @@ describe('faults at every AWS call of a release distributed to another region', 
   });
 
   it('absorbs a transient fault at each call of distribution: the same records, nothing twice', async () => {
-    const failures: string[] = [];
-    for (const site of distributionSites()) {
-      const result = await suite.run([transientPlan(site)], { expect: clean.expected });
-      if (result.state !== 'SUCCEEDED' || result.problems.length > 0) {
-        failures.push(
-          `${site.site} [${JSON.stringify(transientPlan(site).kind)}]: ${result.state} ${result.execution?.error ?? ''}` +
-            result.problems.map((p) => `\n    ${p}`).join(''),
-        );
-      }
-    }
-    expect(failures).toEqual([]);
+    expect(await transientFailures(suite, distributionSites(), clean.expected)).toEqual([]);
   }, 300_000);
 
   it('compensates a persistent fault in the other region: nothing survives in either region', async () => {

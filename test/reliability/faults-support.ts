@@ -102,6 +102,28 @@ export const transientPlan = (call: CallRecord): FaultPlan => {
   return kinds('timeout', 'throttle');
 };
 
+/**
+ * Runs one case per site with its transient fault armed (`transientPlan`) and returns a line for
+ * each case that did not succeed with the clean run's records (the fault suites expect none).
+ */
+export const transientFailures = async (
+  suite: FaultSuite,
+  sites: CallRecord[],
+  expected: Expected,
+): Promise<string[]> => {
+  const failures: string[] = [];
+  for (const site of sites) {
+    const result = await suite.run([transientPlan(site)], { expect: expected });
+    if (result.state !== 'SUCCEEDED' || result.problems.length > 0) {
+      failures.push(
+        `${site.site} [${JSON.stringify(transientPlan(site).kind)}]: ${result.state} ${result.execution?.error ?? ''}` +
+          result.problems.map((p) => `\n    ${p}`).join(''),
+      );
+    }
+  }
+  return failures;
+};
+
 /** The persistent fault: the call fails every time (an event is never delivered). */
 export const persistentPlan = (call: CallRecord): FaultPlan =>
   call.layer === 'event' ? { site: call.site, kind: 'drop' } : { site: call.site, kind: 'server' };

@@ -1,5 +1,5 @@
 import { LocalPipeline } from '../harness/pipeline';
-import { FaultSuite, transientPlan, type Baseline } from './faults-support';
+import { FaultSuite, transientFailures, type Baseline } from './faults-support';
 
 /**
  * Issue 6, faults at every AWS call — transient faults. A clean run is recorded call by call; then
@@ -31,16 +31,6 @@ describe('transient faults at every AWS call of a release', () => {
   });
 
   it('absorbs a transient fault at each call: the run succeeds with the same audit records', async () => {
-    const failures: string[] = [];
-    for (const site of clean.sites) {
-      const result = await suite.run([transientPlan(site)], { expect: clean.expected });
-      if (result.state !== 'SUCCEEDED' || result.problems.length > 0) {
-        failures.push(
-          `${site.site} [${JSON.stringify(transientPlan(site).kind)}]: ${result.state} ${result.execution?.error ?? ''}` +
-            result.problems.map((p) => `\n    ${p}`).join(''),
-        );
-      }
-    }
-    expect(failures).toEqual([]);
+    expect(await transientFailures(suite, clean.sites, clean.expected)).toEqual([]);
   }, 300_000);
 });
